@@ -1,0 +1,35 @@
+# padtui — everything a fresh machine needs goes through these targets.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: setup run demo test bench clean
+
+$(BIN)/padtui: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# A bare `torch` requirement pulls a multi-GB CUDA build: take the CPU wheel first when no torch is present.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_CPU) || $(BIN)/pip install -q torch
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/padtui
+
+setup: $(BIN)/padtui
+
+run: setup
+	$(BIN)/padtui
+
+demo: setup
+	$(BIN)/padtui assets fetch ml-100k
+	$(BIN)/padtui run demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/quality.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,473 @@
+"""Typed run configuration, resolved from TOML presets in layers.
+
+run preset  ─►  dataset / backbone / llm presets (a name, or an inline table, optionally `preset = "NAME"`
+                plus overrides)  ─►  `--set KEY=VALUE`  ─►  RunConfig (validated).
+
+Unknown keys and wrong types are `InputError`s that name the file and the dotted key. This module is pure
+Python (no torch) so the TUI can read and validate presets.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from core.errors import InputError
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESET_KINDS = ("runs", "datasets", "backbones", "llms")
+STAGES = ("pretrain", "align", "disentangle")
+
+
+# ───────────────────────────── schema ─────────────────────────────
+
+
+@dataclass
+class Columns:
+    user: str = "user_id"
+    item: str = "item_id"
+    time: str = "timestamp"
+    rating: str = ""  # empty: no rating column
+
+
+@dataclass
+class ItemTable:
+    path: str = ""  # empty: no item table (items are described by their id)
+    name: str = ""
+    split: str = "train"
+    revision: str = ""
+    key: str = "item_id"
+    text: str = "{item_id}"  # template over the item table's columns
+
+
+@dataclass
+class Filter:
+    min_user_interactions: int = 5
+    min_rating: float | None = None
+
+
+@dataclass
+class Synthetic:
+    n_users: int = 2000
+    n_items: int = 1500
+    n_topics: int = 12
+    mean_length: float = 20.0
+    tail_exponent: float = 1.1  # Zipf exponent of item popularity inside a topic
+    drift: float = 0.15  # chance that a user's next item moves to a neighbouring topic
+
+
+@dataclass
+class DatasetConfig:
+    preset: str = ""
+    description: str = ""
+    source: Literal["hub", "local", "asset", "synthetic"] = "synthetic"
+    path: str = ""
+    name: str = ""  # hub config name
+    split: str = "train"
+    revision: str = ""
+    columns: Columns = field(default_factory=Columns)
+    items: ItemTable = field(default_factory=ItemTable)
+    filter: Filter = field(default_factory=Filter)
+    synthetic: Synthetic = field(default_factory=Synthetic)
+
+
+@dataclass
+class BackboneConfig:
+    preset: str = ""
+    description: str = ""
+    kind: Literal["sasrec", "gru4rec", "bert4rec"] = "sasrec"
+    hidden_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    max_len: int = 50
+    mask_prob: float = 0.2  # BERT4Rec cloze masking
+
+
+@dataclass
+class LLMConfig:
+    preset: str = ""
+    description: str = ""
+    model: str = "asset:smollm2"
+    gguf_file: str = ""
+    revision: str = ""
+    pooling: Literal["mean", "last", "cls", "prompt_last"] = "mean"
+    prompt: str = 'This item: "{text}" means in one word:"'
+    max_length: int = 64
+    batch_size: int = 64
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    normalize: bool = False
+    params: str = ""  # human-readable size, shown in pickers
+
+
+@dataclass
+class StageConfig:
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    loss: Literal["bce", "ce", "sampled_softmax"] = "ce"
+    n_negatives: int = 256  # sampled_softmax: shared negatives per batch
+    windows: Literal["last", "sliding"] = "sliding"
+    patience: int = 5
+    grad_accum: int = 1
+    max_grad_norm: float = 5.0
+
+
+@dataclass
+class PretrainConfig(StageConfig):
+    pass
+
+
+@dataclass
+class AlignConfig(StageConfig):
+    epochs: int = 15
+    lr: float = 5e-4
+    mmd_weight: float = 0.2
+    kernel: Literal["gaussian", "laplacian", "linear", "cosine"] = "gaussian"
+    objective: Literal["mmd", "infonce"] = "mmd"
+    infonce_temperature: float = 0.1
+    freeze_id_copy: bool = False
+    adapter_layers: int = 1
+    adapter_dropout: float = 0.2
+    mmd_max_rows: int = 1024
+
+
+@dataclass
+class DisentangleConfig(StageConfig):
+    epochs: int = 15
+    lr: float = 1e-4
+    n_bins: int = 10  # also defines the evaluation's frequency bins (cold = last bin)
+    frequency_aware: bool = True
+    gate_init_aligned: float = -4.0
+    experts: list[str] = field(default_factory=lambda: ["id", "aligned", "text"])
+    adapter_layers: int = 1
+    adapter_dropout: float = 0.2
+
+
+@dataclass
+class Stages:
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    disentangle: DisentangleConfig = field(default_factory=DisentangleConfig)
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    mask_history: bool = True
+    select_metric: str = "NDCG@10"
+    batch_size: int = 512
+    item_chunk: int = 65536  # items scored at once; bounds memory on huge catalogues
+
+
+@dataclass
+class TrainConfig:
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    checkpoint_every_steps: int = 0  # 0: only at the end of each epoch
+    log_every_steps: int = 20
+    auto_batch: bool = False  # on GPU OOM: halve the batch size and retry once
+    num_workers: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class RunConfig:
+    preset: str = ""
+    description: str = ""
+    seed: int = 42
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    stages: Stages = field(default_factory=Stages)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTION_TYPES = {"datasets": DatasetConfig, "backbones": BackboneConfig, "llms": LLMConfig, "runs": RunConfig}
+
+
+# ───────────────────────────── typed construction ─────────────────────────────
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "none")
+
+
+def _coerce(value: Any, tp: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise InputError(f"{where}: key '{key}' = {value!r} is not one of {_type_name(tp)}. Fix the value.")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where, key)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise InputError(f"{where}: key '{key}' must be a list of {_type_name(inner)}, got {value!r}.")
+        return [_coerce(v, inner, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: key '{key}' must be a table, got {value!r}.")
+        return build(tp, value, where, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise InputError(f"{where}: key '{key}' must be true or false, got {value!r}.")
+    if tp in (int, float) and isinstance(value, bool):
+        raise InputError(f"{where}: key '{key}' must be a number, got {value!r}.")
+    if not isinstance(value, tp):
+        raise InputError(
+            f"{where}: key '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}. Fix the value."
+        )
+    return value
+
+
+def build(cls: type, data: dict, where: str, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a dict; unknown keys and wrong types name `where` and the dotted key."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in known:
+            close = [k for k in known if k.startswith(key[:3])]
+            hint = f" Did you mean {', '.join(sorted(close))}?" if close else f" Known keys: {', '.join(sorted(known))}."
+            raise InputError(f"{where}: unknown key '{dotted}'.{hint}")
+        kwargs[key] = _coerce(value, hints[key], where, dotted)
+    return cls(**kwargs)
+
+
+# ───────────────────────────── presets ─────────────────────────────
+
+
+def preset_dirs() -> list[Path]:
+    """Bundled presets, then the user's own folder ($PADTUI_PRESETS), which wins on a name clash."""
+    dirs = [PRESETS_DIR]
+    extra = os.environ.get("PADTUI_PRESETS")
+    if extra:
+        dirs.append(Path(extra))
+    return dirs
+
+
+def list_presets(kind: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for base in preset_dirs():
+        for path in sorted((base / kind).glob("*.toml")):
+            found[path.stem] = path
+    return found
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found. Check the path.") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror}).") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: malformed TOML: {exc}. Fix the file at that line.") from None
+
+
+def preset_path(kind: str, name: str) -> Path:
+    presets = list_presets(kind)
+    if name not in presets:
+        known = ", ".join(presets) or "none"
+        raise InputError(
+            f"unknown {kind[:-1]} preset '{name}'. Known: {known}. "
+            f"Use `padtui presets list` or give a path to a .toml file."
+        )
+    return presets[name]
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve_part(kind: str, value: Any, where: str, key: str) -> dict:
+    """A run preset's dataset / backbone / llm: a preset name, or an inline table (with optional `preset`)."""
+    if isinstance(value, str):
+        path = preset_path(kind, value)
+        data = read_toml(path)
+        cls = SECTION_TYPES[kind]
+        build(cls, data, str(path))  # validate the part file on its own, so errors name it
+        return {**data, "preset": value}
+    if isinstance(value, dict):
+        base: dict = {}
+        if "preset" in value:
+            base = _resolve_part(kind, value["preset"], where, f"{key}.preset")
+        return _deep_merge(base, value)
+    raise InputError(f"{where}: key '{key}' must be a preset name or a table, got {value!r}.")
+
+
+def parse_set(assignment: str) -> tuple[str, Any]:
+    """`KEY=VALUE` with VALUE read as a TOML value (numbers, booleans, lists) or else as a string."""
+    if "=" not in assignment:
+        raise InputError(f"--set '{assignment}': expected KEY=VALUE, e.g. --set stages.pretrain.epochs=5.")
+    key, raw = assignment.split("=", 1)
+    key = key.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _apply_set(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        if part in ("dataset", "backbone", "llm") and node is data and isinstance(node.get(part), str):
+            node[part] = {"preset": node[part]}
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise InputError(f"--set {key}: '{part}' is not a table.")
+    node[parts[-1]] = value
+
+
+def load_run_config(preset_or_file: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Resolve a run preset name or a .toml file, apply `--set` overrides, validate."""
+    if preset_or_file.endswith(".toml") or os.sep in preset_or_file:
+        path = Path(preset_or_file)
+        name = path.stem
+    else:
+        path = preset_path("runs", preset_or_file)
+        name = preset_or_file
+    data = read_toml(path)
+    for assignment in overrides:
+        key, value = parse_set(assignment)
+        _apply_set(data, key, value)
+    where = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
+    return resolve(data, where, name)
+
+
+def resolve(data: dict, where: str, name: str = "") -> RunConfig:
+    data = copy.deepcopy(data)
+    defaults = {"dataset": "synthetic", "backbone": "sasrec", "llm": "smollm2-135m"}
+    for key, kind in (("dataset", "datasets"), ("backbone", "backbones"), ("llm", "llms")):
+        data[key] = _resolve_part(kind, data.get(key, defaults[key]), where, key)
+    data.setdefault("preset", name)
+    cfg: RunConfig = build(RunConfig, data, where)
+    validate(cfg, where)
+    return cfg
+
+
+def validate(cfg: RunConfig, where: str) -> None:
+    """Cross-field checks that types alone cannot express."""
+
+    def bad(key: str, why: str) -> None:
+        raise InputError(f"{where}: key '{key}' {why}")
+
+    if cfg.dataset.source in ("hub", "local") and not cfg.dataset.path:
+        bad("dataset.path", f"is required for source = '{cfg.dataset.source}'.")
+    bb = cfg.backbone
+    if bb.hidden_size <= 0 or bb.max_len <= 1:
+        bad("backbone", "needs hidden_size > 0 and max_len > 1.")
+    if bb.kind in ("sasrec", "bert4rec") and bb.hidden_size % bb.n_heads:
+        bad("backbone.n_heads", f"must divide hidden_size ({bb.hidden_size}).")
+    for stage in STAGES:
+        sc: StageConfig = getattr(cfg.stages, stage)
+        for k in ("epochs", "batch_size", "grad_accum", "n_negatives"):
+            if getattr(sc, k) <= 0:
+                bad(f"stages.{stage}.{k}", "must be > 0.")
+        if sc.lr <= 0:
+            bad(f"stages.{stage}.lr", "must be > 0.")
+    if cfg.stages.align.mmd_weight < 0:
+        bad("stages.align.mmd_weight", "must be >= 0 (0 turns alignment off).")
+    dis = cfg.stages.disentangle
+    if dis.n_bins < 2:
+        bad("stages.disentangle.n_bins", "must be >= 2 (the last bin is the cold group).")
+    unknown = [e for e in dis.experts if e not in ("id", "aligned", "text")]
+    if unknown or not dis.experts or len(set(dis.experts)) != len(dis.experts):
+        bad("stages.disentangle.experts", "must be distinct names from 'id', 'aligned', 'text'.")
+    metric = cfg.eval.select_metric
+    name, _, k = metric.partition("@")
+    if name not in ("HR", "NDCG", "MRR") or not k.isdigit() or int(k) not in cfg.eval.ks:
+        bad("eval.select_metric", f"= '{metric}' must be HR|NDCG|MRR@K with K in eval.ks {cfg.eval.ks}.")
+
+
+def parse_stages(spec: str | None) -> list[str]:
+    if not spec:
+        return list(STAGES)
+    stages = [s.strip() for s in spec.split(",") if s.strip()]
+    for s in stages:
+        if s not in STAGES:
+            raise InputError(f"--stages: unknown stage '{s}'. Use a comma list of {', '.join(STAGES)}.")
+    ordered = [s for s in STAGES if s in stages]
+    # a later stage needs the earlier ones' checkpoints: allow only a prefix or a resumable tail
+    return ordered
+
+
+# ───────────────────────────── TOML writing ─────────────────────────────
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(data: dict, _prefix: str = "") -> str:
+    """Write a nested dict of scalars / lists / tables as TOML (None values are left out)."""
+    lines = []
+    tables = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    out = "\n".join(lines)
+    for key, value in tables:
+        name = f"{_prefix}{key}"
+        scalars = any(not isinstance(v, dict) and v is not None for v in value.values())
+        body = to_toml(value, f"{name}.").strip("\n")
+        if scalars:
+            out += f"\n\n[{name}]\n" + body
+        else:
+            out += "\n\n" + body
+    return out.strip("\n") + "\n"
+
+
+def config_to_toml(cfg: RunConfig) -> str:
+    return to_toml(cfg.to_dict())
+
+
+def load_saved_config(path: Path) -> RunConfig:
+    """The fully resolved config.toml of a run folder."""
+    data = read_toml(path)
+    cfg = build(RunConfig, data, str(path))
+    validate(cfg, str(path))
+    return cfg

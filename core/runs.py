@@ -1,0 +1,319 @@
+"""A run is a folder: config.toml, manifest.json, events.jsonl, log.txt, worker.pid, checkpoints/, results.json.
+
+Writers use atomic replace (temp file + rename) so a crash never leaves a half-written JSON/TOML file;
+events.jsonl is append-only, one JSON object per line, written with a single `write` call. Readers (TUI, CLI)
+tail events by byte offset and ignore a trailing partial line. Pure Python: the TUI imports this.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.errors import InputError
+
+EVENT_KINDS = (
+    "run_start", "stage_start", "step", "epoch", "eval", "checkpoint", "stage_end", "run_end", "error", "resumed",
+)
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("PADTUI_RUNS_DIR", "runs"))
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("PADTUI_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "padtui"
+    )
+    return Path(base)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _clean(obj: Any) -> Any:
+    """JSON without NaN/inf (they become null) — readers in any language can parse it."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_clean(obj), indent=2) + "\n")
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still answers kill(0): treat it as dead
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class RunFolder:
+    path: Path
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+
+    # files
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.txt"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.path / "worker.pid"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunFolder":
+        run = cls(Path(path))
+        if not run.path.is_dir():
+            raise InputError(f"{path}: no such run folder. `padtui runs` lists the runs.")
+        if not run.is_run():
+            if (run.path / "group.json").is_file():
+                raise InputError(f"{path}: is a group of seeded runs; pass one of its seed-* folders.")
+            raise InputError(f"{path}: not a run folder (no config.toml). `padtui runs` lists the runs.")
+        return run
+
+    # events
+    def emit(self, kind: str, stage: str = "", **data: Any) -> dict:
+        assert kind in EVENT_KINDS, kind
+        event = {"time": round(time.time(), 3), "stage": stage, "kind": kind, **data}
+        line = json.dumps(_clean(event)) + "\n"
+        with open(self.events_path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+        return event
+
+    def read_events(self, offset: int = 0) -> tuple[list[dict], int]:
+        """Events from byte `offset`; returns them and the offset after the last complete line."""
+        try:
+            with open(self.events_path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return [], offset
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return [], offset
+        events = []
+        for raw in chunk[: end + 1].splitlines():
+            if raw.strip():
+                try:
+                    events.append(json.loads(raw))
+                except json.JSONDecodeError:
+                    continue  # a torn line from a crash mid-write: skip, never fail the reader
+        return events, offset + end + 1
+
+    def events(self) -> list[dict]:
+        return self.read_events(0)[0]
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {message}\n")
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - 16384))
+                return fh.read().decode("utf-8", "replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            return []
+
+    # worker lock
+    def worker_pid(self) -> int | None:
+        try:
+            return int(self.pid_path.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def acquire(self) -> None:
+        """Take the folder for this process; refuse if a live worker owns it, clear a stale lock."""
+        pid = self.worker_pid()
+        if pid is not None and pid != os.getpid():
+            if pid_alive(pid):
+                raise InputError(
+                    f"{self.path}: run is owned by a live worker (pid {pid}). "
+                    f"Watch it with `padtui attach {self.path}` or stop it first."
+                )
+            self.pid_path.unlink(missing_ok=True)
+        try:
+            fd = os.open(self.pid_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if self.worker_pid() == os.getpid():
+                return
+            raise InputError(f"{self.path}: another worker took this run folder just now.") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+    def release(self) -> None:
+        if self.worker_pid() == os.getpid():
+            self.pid_path.unlink(missing_ok=True)
+
+    def stop(self, sig: int = signal.SIGTERM) -> bool:
+        pid = self.worker_pid()
+        if pid and pid_alive(pid):
+            os.kill(pid, sig)
+            return True
+        return False
+
+    # state
+    def results(self) -> dict:
+        try:
+            return json.loads(self.results_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def manifest(self) -> dict:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def status(self, events: list[dict] | None = None) -> str:
+        """running | done | failed | interrupted | stopped | created."""
+        events = self.events() if events is None else events
+        pid = self.worker_pid()
+        if pid and pid_alive(pid):
+            return "running"
+        for event in reversed(events):
+            if event["kind"] == "run_end":
+                return event.get("status", "done")
+            if event["kind"] == "error":
+                return "stopped" if event.get("interrupted") else "failed"
+        return "interrupted" if events else "created"
+
+    def summary(self) -> dict:
+        """What a run list shows: status, preset, started, duration, headline metrics."""
+        events = self.events()
+        start = next((e for e in events if e["kind"] == "run_start"), {})
+        first = events[0]["time"] if events else None
+        last = events[-1]["time"] if events else None
+        results = self.results()
+        headline = {}
+        for stage in ("disentangle", "align", "pretrain"):
+            test = results.get("stages", {}).get(stage, {}).get("test")
+            if test:
+                headline = {
+                    "stage": stage,
+                    "NDCG@10": test.get("overall", {}).get("NDCG@10"),
+                    "cold NDCG@10": test.get("cold", {}).get("NDCG@10"),
+                }
+                break
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "status": self.status(events),
+            "preset": start.get("preset", ""),
+            "seed": start.get("seed"),
+            "started": first,
+            "seconds": (last - first) if first and last else 0.0,
+            "headline": headline,
+        }
+
+
+def iter_runs(runs_dir: Path) -> Iterator[RunFolder]:
+    """Every run folder below runs_dir (seed groups are one level deeper), newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return
+    found = []
+    for child in runs_dir.iterdir():
+        if (child / "config.toml").is_file():
+            found.append(RunFolder(child))
+        elif (child / "group.json").is_file():
+            found.extend(RunFolder(c) for c in child.iterdir() if (c / "config.toml").is_file())
+    found.sort(key=lambda r: r.path.stat().st_mtime, reverse=True)
+    yield from found
+
+
+def new_run_path(runs_dir: Path, preset: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(runs_dir) / f"{preset or 'run'}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def check_writable(runs_dir: Path) -> None:
+    try:
+        Path(runs_dir).mkdir(parents=True, exist_ok=True)
+        probe = Path(runs_dir) / f".probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(
+            f"{runs_dir}: runs folder is not writable ({exc.strerror}). Pass --runs-dir to a writable folder."
+        ) from None
