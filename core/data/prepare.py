@@ -1,0 +1,254 @@
+"""Interactions → filtered → chronological per-user sequences → leave-one-out → item frequency bins.
+
+The protocol is DESIGN §3 and is recorded in every run's manifest:
+- optional rating threshold, then users with ≥ `min_user_interactions`;
+- each user's interactions sorted by time, ties keep source order (stable);
+- last item = test target, second-last = validation target, the rest = training;
+- item frequency counts the training part only; bins hold equal shares of training interactions.
+Processed sequences are cached under a fingerprint of everything they depend on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.config import DatasetConfig
+from core.data.sources import load_interactions, load_item_texts
+from core.errors import InputError
+from core.runs import atomic_write_json, cache_dir
+
+DATA_FORMAT = 2  # bump when the processed layout or protocol changes: old caches are then rebuilt
+
+
+@dataclass
+class SeqData:
+    """Per-user chronological sequences in CSR form; item ids 1..n_items (0 = padding)."""
+
+    items: np.ndarray  # int64 [total interactions], users' sequences back to back
+    offsets: np.ndarray  # int64 [n_users + 1]
+    raw_item_ids: list[str]  # raw id of item k is raw_item_ids[k - 1]
+    raw_user_ids: list[str]
+    item_texts: list[str]  # text of item k is item_texts[k - 1]
+    fingerprint: str
+    missing_text: int = 0
+    item_freq: np.ndarray = field(default=None)  # int64 [n_items + 1], training part only
+    item_bin: np.ndarray = field(default=None)  # int64 [n_items + 1], 0 = padding, 1..n_bins
+    n_bins: int = 0
+
+    @property
+    def n_items(self) -> int:
+        return len(self.raw_item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.offsets) - 1
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
+
+    def train_part(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user] : self.offsets[user + 1] - 2]
+
+    @property
+    def valid_targets(self) -> np.ndarray:
+        return self.items[self.offsets[1:] - 2]
+
+    @property
+    def test_targets(self) -> np.ndarray:
+        return self.items[self.offsets[1:] - 1]
+
+    @property
+    def item_map_hash(self) -> str:
+        digest = hashlib.sha256("\n".join(self.raw_item_ids).encode()).hexdigest()
+        return digest[:16]
+
+    def with_bins(self, n_bins: int) -> "SeqData":
+        self.item_freq = training_frequency(self)
+        self.item_bin = frequency_bins(self.item_freq, n_bins)
+        self.n_bins = n_bins
+        return self
+
+    def stats(self) -> dict:
+        lengths = np.diff(self.offsets)
+        n = int(lengths.sum())
+        out = {
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": n,
+            "sparsity": 1.0 - n / max(1, self.n_users * self.n_items),
+            "seq_len": {
+                "min": int(lengths.min()),
+                "median": float(np.median(lengths)),
+                "mean": float(lengths.mean()),
+                "max": int(lengths.max()),
+            },
+            "items_without_text": self.missing_text,
+        }
+        if self.n_bins:
+            out["bins"] = bin_table(self)
+        return out
+
+
+def training_frequency(data: SeqData) -> np.ndarray:
+    lengths = np.diff(data.offsets)
+    keep = np.ones(len(data.items), dtype=bool)
+    keep[data.offsets[1:] - 1] = False
+    keep[data.offsets[1:] - 2] = False
+    assert (lengths >= 3).all()
+    return np.bincount(data.items[keep], minlength=data.n_items + 1).astype(np.int64)
+
+
+def frequency_bins(freq: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bins of equal training-interaction mass: items sorted by (−frequency, id), a bin closes as soon as it
+    holds total/n_bins interactions; bin 1 = most popular, bin n_bins = the tail incl. never-seen items."""
+    n_items = len(freq) - 1
+    ids = np.arange(1, n_items + 1)
+    order = ids[np.lexsort((ids, -freq[1:]))]
+    share = freq[1:].sum() / n_bins
+    bins = np.zeros(n_items + 1, dtype=np.int64)
+    current, mass = 1, 0
+    for item in order:
+        if freq[item] == 0:
+            bins[item] = n_bins
+            continue
+        bins[item] = current
+        mass += freq[item]
+        if mass >= share and current < n_bins:
+            current, mass = current + 1, 0
+    return bins
+
+
+def bin_table(data: SeqData) -> list[dict]:
+    rows = []
+    total = max(1, int(data.item_freq.sum()))
+    for b in range(1, data.n_bins + 1):
+        members = np.flatnonzero(data.item_bin == b)
+        f = data.item_freq[members]
+        rows.append({
+            "bin": b,
+            "items": int(len(members)),
+            "share": float(f.sum() / total),
+            "min_freq": int(f.min()) if len(f) else 0,
+            "max_freq": int(f.max()) if len(f) else 0,
+            "test_targets": int(np.isin(data.test_targets, members).sum()),
+        })
+    return rows
+
+
+def _natural_key(raw: str):
+    return (0, int(raw), "") if raw.isdigit() else (1, 0, raw)
+
+
+def build_sequences(raw: dict[str, np.ndarray], cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Filter, map ids, order each user's interactions chronologically (stable)."""
+    what = f"dataset '{cfg.preset or cfg.path}'"
+    n0 = len(raw["user"])
+    if n0 == 0:
+        raise InputError(f"{what}: the data has no rows. Check dataset.path / split.")
+    keep = np.ones(n0, dtype=bool)
+    if cfg.filter.min_rating is not None:
+        if "rating" not in raw:
+            raise InputError(f"{what}: dataset.filter.min_rating is set but dataset.columns.rating is empty. Map the rating column.")
+        keep &= raw["rating"] >= cfg.filter.min_rating
+        if not keep.any():
+            raise InputError(
+                f"{what}: nothing left after dataset.filter.min_rating = {cfg.filter.min_rating} "
+                f"(ratings range {raw['rating'].min()}..{raw['rating'].max()}). Lower the threshold."
+            )
+    users_all, user_codes = np.unique(raw["user"][keep], return_inverse=True)
+    counts = np.bincount(user_codes)
+    min_len = max(3, cfg.filter.min_user_interactions)
+    good_user = counts >= min_len
+    if not good_user.any():
+        raise InputError(
+            f"{what}: no user has ≥ {min_len} interactions after filtering (dataset.filter.min_user_interactions; "
+            f"the most active user has {counts.max()}). Lower the filter."
+        )
+    rows = np.flatnonzero(keep)[good_user[user_codes]]
+    user_codes = user_codes[good_user[user_codes]]
+    remap = np.cumsum(good_user) - 1
+    user_codes = remap[user_codes]
+    raw_users = [str(u) for u in users_all[good_user]]
+    item_raw = raw["item"][rows]
+    uniq_items, item_codes = np.unique(item_raw, return_inverse=True)
+    order_items = sorted(range(len(uniq_items)), key=lambda i: _natural_key(str(uniq_items[i])))
+    new_id = np.empty(len(uniq_items), dtype=np.int64)
+    new_id[np.array(order_items, dtype=np.int64)] = np.arange(1, len(uniq_items) + 1)
+    item_ids = new_id[item_codes]
+    raw_items = [str(uniq_items[i]) for i in order_items]
+    times = raw["time"][rows]
+    order = np.lexsort((rows, times, user_codes))  # user, then time, then source order (stable ties)
+    items = item_ids[order]
+    offsets = np.zeros(len(raw_users) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(user_codes, minlength=len(raw_users)), out=offsets[1:])
+    return items, offsets, raw_items, raw_users
+
+
+def data_fingerprint(cfg: DatasetConfig) -> str:
+    spec = {
+        "format": DATA_FORMAT,
+        "source": cfg.source, "path": cfg.path, "name": cfg.name, "split": cfg.split, "revision": cfg.revision,
+        "columns": vars(cfg.columns), "items": vars(cfg.items), "filter": vars(cfg.filter),
+    }
+    if cfg.source == "synthetic":
+        spec["synthetic"] = vars(cfg.synthetic)
+    if cfg.source == "local":
+        for key, p in (("file", cfg.path), ("item_file", cfg.items.path)):
+            if p and os.path.exists(p):
+                st = os.stat(p)
+                spec[key] = [os.path.abspath(p), st.st_size, int(st.st_mtime)]
+    blob = json.dumps(spec, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_data(cfg: DatasetConfig, n_bins: int, use_cache: bool = True, log=print) -> SeqData:
+    """The processed dataset, from the fingerprinted cache when present."""
+    fp = data_fingerprint(cfg)
+    folder = cache_dir() / "data" / fp
+    if use_cache and (folder / "meta.json").is_file():
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            arrays = np.load(folder / "arrays.npz")
+            data = SeqData(
+                items=arrays["items"], offsets=arrays["offsets"], raw_item_ids=meta["raw_item_ids"],
+                raw_user_ids=meta["raw_user_ids"], item_texts=meta["item_texts"], fingerprint=fp,
+                missing_text=meta["missing_text"],
+            )
+            if meta.get("fingerprint") == fp and len(data.item_texts) == data.n_items:
+                return data.with_bins(n_bins)
+            log(f"data cache {folder} does not match its fingerprint: rebuilding")
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            log(f"data cache {folder} is unreadable: rebuilding")
+    raw = load_interactions(cfg, seed=0)
+    items, offsets, raw_items, raw_users = build_sequences(raw, cfg)
+    texts, missing = load_item_texts(cfg, raw_items)
+    if missing:
+        log(f"warning: {missing} of {len(raw_items)} items have no text in the item table; their id is used as text")
+    data = SeqData(items, offsets, raw_items, raw_users, texts, fp, missing)
+    if use_cache:
+        _write_cache(folder, data)
+    return data.with_bins(n_bins)
+
+
+def _write_cache(folder: Path, data: SeqData) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        np.savez(tmp / "arrays.npz", items=data.items, offsets=data.offsets)
+        atomic_write_json(tmp / "meta.json", {
+            "fingerprint": data.fingerprint, "raw_item_ids": data.raw_item_ids, "raw_user_ids": data.raw_user_ids,
+            "item_texts": data.item_texts, "missing_text": data.missing_text,
+        })
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a cache is an optimisation: never fail the run for it

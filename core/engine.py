@@ -1,0 +1,402 @@
+"""The one training loop every PAD stage runs through.
+
+build → prepare with the Accelerator → for epoch: train, evaluate, checkpoint, early-stop → test with the
+best-validation weights. Stages differ only in the `Stage` they hand in (model, trainable parameters, extra
+loss). Checkpoints: `checkpoints/<stage>/best.safetensors` (weights of the best validation epoch) and
+`checkpoints/<stage>/last/` (Accelerate `save_state`: model, optimizer, RNG; plus trainer.json with the
+epoch / step / early-stopping state), written to a temp folder and swapped in, so a kill at any moment leaves
+a checkpoint that resume can use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from core.config import RunConfig, StageConfig
+from core.data import SeqData
+from core.errors import Interrupted, RunFailure
+from core.losses import info_nce, mk_mmd, rec_loss, sample_negatives
+from core.metrics import grouped_metrics, target_ranks
+from core.models.scorer import SeqRecommender
+from core.runs import RunFolder, atomic_write_json
+
+STAGE_INDEX = {"pretrain": 1, "align": 2, "disentangle": 3}
+
+
+# ───────────────────────────── data ─────────────────────────────
+
+
+def left_pad(seqs: list[np.ndarray], length: int) -> np.ndarray:
+    out = np.zeros((len(seqs), length), dtype=np.int64)
+    for row, s in enumerate(seqs):
+        s = s[-length:]
+        if len(s):
+            out[row, length - len(s):] = s
+    return out
+
+
+def training_windows(data: SeqData, max_len: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of max_len + 1 items from each user's training part: input = w[:-1], targets = w[1:].
+    `last`: one window per user (the most recent items); `sliding`: the whole training part, cut from the
+    end into windows that overlap by one item, so every training position is a target once."""
+    windows, users = [], []
+    for u in range(data.n_users):
+        train = data.train_part(u)
+        if len(train) < 2:
+            continue
+        if mode == "last":
+            windows.append(train[-(max_len + 1):])
+            users.append(u)
+            continue
+        end = len(train)
+        while end > 1:
+            start = max(0, end - max_len - 1)
+            windows.append(train[start:end])
+            users.append(u)
+            end = start + 1
+    return left_pad(windows, max_len + 1), np.asarray(users, dtype=np.int64)
+
+
+class WindowDataset(Dataset):
+    """Windows in an order fixed by (seed, stage, epoch): the data order is reproducible after resume."""
+
+    def __init__(self, windows: np.ndarray, users: np.ndarray, seed: int):
+        self.windows = torch.from_numpy(windows)
+        self.users = torch.from_numpy(users)
+        self.seed = seed
+        self.order = torch.arange(len(windows))
+
+    def set_epoch(self, epoch: int) -> None:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        self.order = torch.randperm(len(self.windows), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int):
+        j = self.order[i]
+        return self.windows[j], self.users[j]
+
+
+def eval_inputs(data: SeqData, max_len: int, split: str) -> dict[str, torch.Tensor]:
+    """valid: history = training part, target = second-last; test: history += the validation item."""
+    drop = 1 if split == "valid" else 0
+    hist = [data.items[data.offsets[u]: data.offsets[u + 1] - 1 - drop] for u in range(data.n_users)]
+    targets = data.valid_targets if split == "valid" else data.test_targets
+    return {
+        "history": torch.from_numpy(left_pad(hist, max_len)),
+        "mask": torch.from_numpy(left_pad(hist, max(len(h) for h in hist))),
+        "target": torch.from_numpy(targets.astype(np.int64)),
+    }
+
+
+class EvalDataset(Dataset):
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.t = tensors
+
+    def __len__(self) -> int:
+        return len(self.t["target"])
+
+    def __getitem__(self, i: int):
+        return self.t["history"][i], self.t["mask"][i], self.t["target"][i]
+
+
+# ───────────────────────────── stage ─────────────────────────────
+
+
+@dataclass
+class Stage:
+    """What a stage hands the loop: the model, its trainable parameter groups, an optional alignment loss."""
+
+    name: str
+    model: SeqRecommender
+    param_groups: list[dict]
+    cfg: StageConfig
+    align: nn.Module | None = None
+    extras: Callable[[SeqRecommender], dict] | None = None  # extra numbers for eval events (gate weights)
+
+
+class AlignmentLoss(nn.Module):
+    """λ · MK-MMD (or InfoNCE) between P1(x_i) and E_al[i] over the batch's non-padding item tokens."""
+
+    def __init__(self, weight: float, objective: str, kernel: str, max_rows: int, temperature: float):
+        super().__init__()
+        self.weight, self.objective, self.kernel = weight, objective, kernel
+        self.max_rows, self.temperature = max_rows, temperature
+
+    def forward(self, model: SeqRecommender, seq: torch.Tensor) -> torch.Tensor:
+        items = seq[seq > 0]
+        if self.objective == "infonce":
+            items = torch.unique(items)
+        if len(items) > self.max_rows:
+            items = items[torch.randperm(len(items), device=items.device)[: self.max_rows]]
+        enc = model.experts[0].items
+        source, target = enc.text_vectors(items), enc.ids(items)
+        if self.objective == "infonce":
+            return self.weight * info_nce(source, target, self.temperature)
+        return self.weight * mk_mmd(source, target, self.kernel)
+
+
+class StageModule(nn.Module):
+    """Wraps the recommender so that the whole loss is computed in `forward` (what DDP synchronises)."""
+
+    def __init__(self, model: SeqRecommender, loss: str, align: nn.Module | None):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.align = align
+
+    def forward(self, seq, targets, masked, negatives):
+        states = self.model.encode(seq, masked if masked.numel() else None)
+        pos = targets > 0
+        selected = tuple(s[pos] for s in states)
+        negs = negatives[pos] if negatives.dim() == 2 else negatives
+        losses = {"rec": rec_loss(self.model, selected, targets[pos], self.loss, negs)}
+        if self.align is not None and self.align.weight > 0:
+            losses["mmd" if self.align.objective == "mmd" else "infonce"] = self.align(self.model, seq)
+        losses["total"] = sum(losses.values())
+        return losses
+
+
+def make_batch(windows: torch.Tensor, users: torch.Tensor, model: SeqRecommender, cfg: StageConfig,
+               data: SeqData, user_items: list[np.ndarray], rng: np.random.Generator, mask_prob: float):
+    """Inputs, targets (0 = no target), cloze mask (BERT4Rec) and negatives for one batch."""
+    if model.causal:
+        seq, targets = windows[:, :-1], windows[:, 1:].clone()
+        targets[seq == 0] = 0
+        masked = torch.zeros(0, dtype=torch.bool)
+    else:
+        items = windows[:, 1:]
+        real = items > 0
+        masked = torch.from_numpy(rng.random(items.shape) < mask_prob) & real
+        none = ~masked.any(dim=1)
+        masked[none, -1] = real[none, -1]
+        targets = torch.where(masked, items, torch.zeros_like(items))
+        seq = items.masked_fill(masked, 0)
+    if cfg.loss == "bce":
+        negatives = torch.from_numpy(sample_negatives(rng, data.n_items, users.numpy(), tuple(targets.shape), user_items))
+    elif cfg.loss == "sampled_softmax":
+        negatives = torch.from_numpy(rng.integers(1, data.n_items + 1, size=min(cfg.n_negatives, data.n_items)))
+    else:
+        negatives = torch.zeros(0, dtype=torch.long)
+    return seq, targets, masked, negatives
+
+
+# ───────────────────────────── evaluation ─────────────────────────────
+
+
+@torch.no_grad()
+def evaluate(ctx, model: SeqRecommender, loader: DataLoader) -> tuple[dict, float]:
+    """Full-ranking metrics of the (unwrapped) model on a prepared eval loader."""
+    t0 = time.perf_counter()
+    model.eval()
+    acc = ctx.accelerator
+    all_ranks, all_bins = [], []
+    with acc.autocast():
+        tables = model.tables()
+        for history, mask, target in loader:
+            state = model.user_states(history)
+            target_scores = model.score(state, target[:, None], tables=tables)[:, 0]
+            ranks = target_ranks(
+                lambda a, b: model.score(state, tables=tables, start=a, stop=b), target_scores, target,
+                mask if ctx.cfg.eval.mask_history else None, model.n_items, ctx.cfg.eval.item_chunk,
+            )
+            ranks, bins = acc.gather_for_metrics((ranks, ctx.item_bin_dev[target]))
+            all_ranks.append(ranks.cpu())
+            all_bins.append(bins.cpu())
+    metrics = grouped_metrics(torch.cat(all_ranks), torch.cat(all_bins), ctx.data.n_bins, ctx.cfg.eval.ks)
+    return metrics, time.perf_counter() - t0
+
+
+# ───────────────────────────── checkpoints ─────────────────────────────
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_last(ctx, folder: Path, state: dict) -> None:
+    acc = ctx.accelerator
+    tmp = folder.with_name(folder.name + ".tmp")
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp))
+    if acc.is_main_process:
+        atomic_write_json(tmp / "trainer.json", state)
+        _swap_in(tmp, folder)
+    acc.wait_for_everyone()
+
+
+def find_last(folder: Path) -> Path | None:
+    """The last complete checkpoint (a crash between the two renames leaves it as `.old`)."""
+    for cand in (folder, folder.with_name(folder.name + ".old")):
+        if (cand / "trainer.json").is_file():
+            return cand
+    return None
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    model.load_state_dict(load_file(str(path)))
+
+
+# ───────────────────────────── the loop ─────────────────────────────
+
+
+@dataclass
+class Progress:
+    losses: dict = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, losses: dict) -> None:
+        for k, v in losses.items():
+            self.losses[k] = self.losses.get(k, 0.0) + float(v)
+        self.count += 1
+
+    def mean(self) -> dict:
+        return {k: v / max(1, self.count) for k, v in self.losses.items()}
+
+
+def train_stage(ctx, stage: Stage) -> dict:
+    cfg, acc, data, run = stage.cfg, ctx.accelerator, ctx.data, ctx.run
+    folder = run.checkpoints / stage.name
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = ctx.cfg.seed * 10 + STAGE_INDEX[stage.name]
+    windows, users = training_windows(data, ctx.cfg.backbone.max_len, cfg.windows)
+    dataset = WindowDataset(windows, users, seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, drop_last=False)
+    optimizer = torch.optim.AdamW(stage.param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    module = StageModule(stage.model, cfg.loss, stage.align)
+    module, optimizer, loader = acc.prepare(module, optimizer, loader)
+    model: SeqRecommender = acc.unwrap_model(module).model
+    valid_loader = acc.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data("valid")), ctx.cfg.eval.batch_size))
+
+    state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_epochs": 0, "train_seconds": 0.0,
+             "eval_seconds": 0.0, "history": []}
+    last = find_last(folder / "last")
+    if last is not None:
+        acc.load_state(str(last))
+        state = json.loads((last / "trainer.json").read_text())
+        ctx.emit("resumed", stage.name, epoch=state["epoch"] + 1, step=state["step"])
+        ctx.log(f"{stage.name}: resumed at epoch {state['epoch'] + 1}, step {state['step']}")
+
+    steps_per_epoch = len(loader)
+    ctx.emit("stage_start", stage.name, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+             start_epoch=state["epoch"] + 1, trainable=sum(p.numel() for g in stage.param_groups for p in g["params"]))
+    metric = ctx.cfg.eval.select_metric
+    stage_t0 = time.perf_counter() - state["train_seconds"] - state["eval_seconds"]
+    mask_prob = ctx.cfg.backbone.mask_prob
+    stopped_early = False
+
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["bad_epochs"] >= cfg.patience:
+            stopped_early = True
+            break
+        module.train()
+        dataset.set_epoch(epoch)
+        skip = state["step"]
+        epoch_loader = acc.skip_first_batches(loader, skip) if skip else loader
+        progress = Progress()
+        t0 = time.perf_counter()
+        for step, (win, usr) in enumerate(epoch_loader, start=skip + 1):
+            rng = np.random.default_rng([seed, epoch, step, acc.process_index])
+            batch = make_batch(win.cpu(), usr.cpu(), model, cfg, data, ctx.user_items, rng, mask_prob)
+            batch = [t.to(acc.device) for t in batch]
+            with acc.autocast():
+                losses = module(*batch)
+            total = losses["total"]
+            if not torch.isfinite(total):
+                bad = next(k for k, v in losses.items() if not torch.isfinite(v))
+                raise RunFailure(
+                    f"stage '{stage.name}', epoch {epoch + 1}, step {step}: loss component '{bad}' is "
+                    f"{float(losses[bad])}. The last good checkpoint is kept in {folder}; lower stages.{stage.name}.lr "
+                    f"or check the data."
+                )
+            acc.backward(total / cfg.grad_accum)
+            if step % cfg.grad_accum == 0 or step == steps_per_epoch:
+                if cfg.max_grad_norm > 0:
+                    acc.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            progress.add({k: v.detach() for k, v in losses.items()})
+            state["step"] = step
+            if step % ctx.cfg.train.log_every_steps == 0 or step == steps_per_epoch:
+                elapsed = time.perf_counter() - stage_t0
+                done = (epoch - 0) * steps_per_epoch + step
+                rate = (time.perf_counter() - t0) / max(1, step - skip)
+                ctx.emit("step", stage.name, epoch=epoch + 1, step=step, steps_per_epoch=steps_per_epoch,
+                         global_step=done, losses=progress.mean(), lr=cfg.lr, seconds=elapsed,
+                         eta=rate * ((cfg.epochs - epoch) * steps_per_epoch - step), **ctx.resources())
+            every = ctx.cfg.train.checkpoint_every_steps
+            if ctx.stop_requested or (every and step % every == 0 and step < steps_per_epoch):
+                state["train_seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                save_last(ctx, folder / "last", state)
+                ctx.emit("checkpoint", stage.name, epoch=epoch + 1, step=step, path=str(folder / "last"), best=False)
+                if ctx.stop_requested:
+                    raise Interrupted(f"stopped in stage '{stage.name}', epoch {epoch + 1}, step {step}")
+        train_seconds = time.perf_counter() - t0
+        state["train_seconds"] += train_seconds
+        ctx.emit("epoch", stage.name, epoch=epoch + 1, losses=progress.mean(), seconds=train_seconds)
+
+        metrics, eval_seconds = evaluate(ctx, model, valid_loader)
+        state["eval_seconds"] += eval_seconds
+        value = metrics["overall"][metric]
+        improved = state["best"] is None or value > state["best"]
+        extras = stage.extras(model) if stage.extras else {}
+        ctx.emit("eval", stage.name, epoch=epoch + 1, split="valid", metrics=metrics, seconds=eval_seconds,
+                 best=improved, **extras)
+        ctx.log(f"{stage.name} epoch {epoch + 1}: loss {progress.mean().get('total', 0):.4f}  valid {metric} "
+                f"{value:.4f} (cold {metrics['cold'][metric]:.4f})  {train_seconds:.1f}s + eval {eval_seconds:.2f}s")
+        if improved:
+            state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
+            if acc.is_main_process:
+                save_weights(model, folder / "best.safetensors")
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append({"epoch": epoch + 1, metric: value})
+        state.update(epoch=epoch + 1, step=0)
+        save_last(ctx, folder / "last", state)
+        ctx.emit("checkpoint", stage.name, epoch=epoch + 1, path=str(folder / "last"), best=improved)
+
+    # test with the best-validation weights
+    acc.wait_for_everyone()
+    load_weights(model, folder / "best.safetensors")
+    valid, _ = evaluate(ctx, model, valid_loader)
+    test_loader = acc.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data("test")), ctx.cfg.eval.batch_size))
+    test, test_seconds = evaluate(ctx, model, test_loader)
+    result = {
+        "valid": valid, "test": test, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+        "seconds": time.perf_counter() - stage_t0, "train_seconds": state["train_seconds"],
+        "eval_seconds": state["eval_seconds"] + test_seconds, "stopped_early": stopped_early or state["bad_epochs"] >= cfg.patience,
+    }
+    if stage.extras:
+        result.update(stage.extras(model))
+    ctx.emit("stage_end", stage.name, best_epoch=state["best_epoch"], valid=valid, test=test,
+             seconds=result["seconds"], status="done")
+    acc.free_memory()
+    return result

@@ -1,0 +1,90 @@
+"""Item encoders: everything item-side, so that any backbone plugs into every PAD stage.
+
+Each encoder maps item ids to d-dimensional vectors (`forward(ids)`) and gives the whole catalogue
+(`table()`, row 0 = padding) for full-ranking scores. The LLM table x [N+1, D] is a frozen buffer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class IDItems(nn.Module):
+    """E_id: a plain item-id table (stage 1; the collaborative expert)."""
+
+    def __init__(self, n_items: int, d: int):
+        super().__init__()
+        self.embedding = nn.Embedding(n_items + 1, d, padding_idx=0)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding(ids)
+
+    def table(self) -> torch.Tensor:
+        return self.embedding.weight
+
+
+class LLMAdapter(nn.Module):
+    """P: Linear(D→d)+GELU, then `layers` × [Dropout, Linear(d→d), GELU] (DESIGN §3)."""
+
+    def __init__(self, llm_dim: int, d: int, layers: int, dropout: float):
+        super().__init__()
+        parts: list[nn.Module] = [nn.Linear(llm_dim, d), nn.GELU()]
+        for _ in range(layers):
+            parts += [nn.Dropout(dropout), nn.Linear(d, d), nn.GELU()]
+        self.net = nn.Sequential(*parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class LLMTable(nn.Module):
+    """Holds the frozen LLM item table as a non-persistent buffer (it lives in the embedding cache)."""
+
+    def __init__(self, llm_table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("x", llm_table.float(), persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.x[ids]
+
+
+class AlignedItems(nn.Module):
+    """Stage 2: ê_i = GELU(W·Dropout([E_al[i]; P1(x_i)])), E_al a copy of the stage-1 table."""
+
+    def __init__(self, id_items: IDItems, llm: LLMTable, d: int, adapter_layers: int, dropout: float):
+        super().__init__()
+        self.ids = id_items
+        self.llm = llm
+        self.adapter = LLMAdapter(llm.x.shape[1], d, adapter_layers, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.fusion = nn.Linear(2 * d, d)
+
+    def text_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.adapter(self.llm(ids))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        joint = torch.cat([self.ids(ids), self.text_vectors(ids)], dim=-1)
+        return F.gelu(self.fusion(self.dropout(joint)))
+
+    def table(self) -> torch.Tensor:
+        return self.forward(torch.arange(self.llm.x.shape[0], device=self.llm.x.device))
+
+
+class TextItems(nn.Module):
+    """Stage 3's text expert: a fresh adapter P3 over the LLM table."""
+
+    def __init__(self, llm: LLMTable, d: int, adapter_layers: int, dropout: float):
+        super().__init__()
+        self.llm = llm
+        self.adapter = LLMAdapter(llm.x.shape[1], d, adapter_layers, dropout)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.adapter(self.llm(ids))
+
+    def table(self) -> torch.Tensor:
+        return self.forward(torch.arange(self.llm.x.shape[0], device=self.llm.x.device))

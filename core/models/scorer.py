@@ -1,0 +1,134 @@
+"""Experts and the score function every stage trains and evaluates.
+
+An `Expert` is (item encoder, backbone): s_k(u, i) = ⟨f_k(seq), e^k_i⟩. A `SeqRecommender` holds one expert
+(stages 1 and 2) or several mixed by a `FrequencyGate` (stage 3):
+    s(u, i) = Σ_k w_k(bin(i)) · s_k(u, i),   w_k(b) = σ(a_k[b]) / Σ_j σ(a_j[b]).
+States are always a tuple with one tensor per expert, so losses and metrics need no special case.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+State = tuple[torch.Tensor, ...]
+
+
+class Expert(nn.Module):
+    def __init__(self, items: nn.Module, backbone: nn.Module):
+        super().__init__()
+        self.items = items
+        self.backbone = backbone
+
+    @property
+    def causal(self) -> bool:
+        return self.backbone.causal
+
+    def states(self, seq: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
+        real = seq > 0
+        x = self.items(seq)
+        if self.causal:
+            return self.backbone(x, real)
+        return self.backbone(x, real, masked)
+
+
+class FrequencyGate(nn.Module):
+    """One learnable logit per expert per frequency bin (bin 0 = padding), DESIGN §3 initialisation."""
+
+    def __init__(self, experts: list[str], n_bins: int, frequency_aware: bool = True, gamma: float = -4.0):
+        super().__init__()
+        self.experts = list(experts)
+        self.frequency_aware = frequency_aware
+        width = n_bins + 1 if frequency_aware else 1
+        init = {
+            "id": torch.linspace(1.0, 0.0, n_bins + 1),
+            "aligned": torch.linspace(gamma, gamma - 1.0, n_bins + 1),
+            "text": torch.linspace(0.0, 1.0, n_bins + 1),
+        }
+        rows = [init[e] if frequency_aware else init[e].mean().reshape(1) for e in self.experts]
+        assert all(len(r) == width for r in rows)
+        self.logits = nn.Parameter(torch.stack(rows))  # [K, n_bins + 1] (or [K, 1])
+
+    def weights(self) -> torch.Tensor:
+        """[K, n_bins + 1] mixture weights (columns sum to 1)."""
+        s = torch.sigmoid(self.logits.float())
+        return s / s.sum(dim=0, keepdim=True)
+
+    def for_items(self, item_bin: torch.Tensor) -> torch.Tensor:
+        """Weights for items with the given bins: [K, *item_bin.shape]."""
+        w = self.weights()
+        if not self.frequency_aware:
+            return w[:, :1].reshape(-1, *([1] * item_bin.dim())).expand(-1, *item_bin.shape)
+        return w[:, item_bin]
+
+    def table(self) -> dict[str, dict[str, float]]:
+        w = self.weights().detach().cpu()
+        cols = range(1, w.shape[1]) if self.frequency_aware else [0]
+        return {
+            str(b if self.frequency_aware else "all"): {e: round(float(w[k, b]), 4) for k, e in enumerate(self.experts)}
+            for b in cols
+        }
+
+
+class SeqRecommender(nn.Module):
+    def __init__(self, experts: dict[str, Expert], n_items: int, item_bin: torch.Tensor | None = None,
+                 gate: FrequencyGate | None = None):
+        super().__init__()
+        self.names = list(experts)
+        self.experts = nn.ModuleList(experts.values())
+        self.n_items = n_items
+        self.gate = gate
+        if gate is not None:
+            assert item_bin is not None and gate.experts == self.names
+            self.register_buffer("item_bin", item_bin.long(), persistent=False)
+
+    @property
+    def causal(self) -> bool:
+        return self.experts[0].causal
+
+    def expert(self, name: str) -> Expert:
+        return self.experts[self.names.index(name)]
+
+    # ── states ──
+    def encode(self, seq: torch.Tensor, masked: torch.Tensor | None = None) -> State:
+        return tuple(e.states(seq, masked) for e in self.experts)
+
+    def user_states(self, history: torch.Tensor) -> State:
+        """User state after a left-padded history [B, L] (the next-item query)."""
+        if self.causal:
+            return tuple(s[:, -1] for s in self.encode(history))
+        # BERT4Rec: drop the oldest item, append [MASK], read its state
+        seq = torch.cat([history[:, 1:], torch.zeros_like(history[:, :1])], dim=1)
+        masked = torch.zeros_like(seq, dtype=torch.bool)
+        masked[:, -1] = True
+        return tuple(s[:, -1] for s in self.encode(seq, masked))
+
+    # ── scores ──
+    def tables(self) -> list[torch.Tensor]:
+        return [e.items.table() for e in self.experts]
+
+    def score(self, state: State, items: torch.Tensor | None = None, tables: list[torch.Tensor] | None = None,
+              start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Scores of users (state rows [P]) against:
+        items=None → the catalogue slice [start, stop) (all items by default) → [P, stop-start];
+        items [M] → items shared by all rows → [P, M];  items [P, M] → per-row items → [P, M]."""
+        tables = tables if tables is not None else self.tables()
+        parts = []
+        for h, table in zip(state, tables):
+            if items is None:
+                parts.append(h @ table[start:stop].T)
+            elif items.dim() == 1:
+                parts.append(h @ table[items].T)
+            else:
+                parts.append(torch.einsum("pd,pmd->pm", h, table[items]))
+        if self.gate is None:
+            return parts[0]
+        if items is None:
+            stop = self.n_items + 1 if stop is None else stop
+            bins = self.item_bin[start:stop]
+        else:
+            bins = self.item_bin[items]
+        w = self.gate.for_items(bins).to(parts[0].dtype)  # [K, M] or [K, P, M]
+        if w.dim() == 2:
+            w = w[:, None, :]
+        return sum(w[k] * parts[k] for k in range(len(parts)))

@@ -1,0 +1,5 @@
+import sys
+
+from padtui.cli import main
+
+sys.exit(main())
