@@ -27,9 +27,9 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/padtui assets fetch
 	$(BIN)/python -m pytest -q -m slow
-	$(BIN)/python bench/speed.py
-	$(BIN)/python bench/quality.py
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

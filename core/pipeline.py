@@ -129,7 +129,11 @@ class RunContext:
     def llm_table(self) -> torch.Tensor:
         """LLM item embeddings [N+1, D], computed once per run (cached across runs by fingerprint)."""
         if self._llm is None:
+            from transformers.utils import logging as hf_logging
+
             from core.text import embed_items
+
+            hf_logging.disable_progress_bar()  # progress goes to events, not to the worker's stderr
 
             t0 = time.perf_counter()
             last = [0.0]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from core.config import BackboneConfig
-from core.models.sasrec import AttentionBlock
+from core.models.sasrec import AttentionBlock, additive_mask
 
 
 class BERT4Rec(nn.Module):
@@ -37,7 +37,7 @@ class BERT4Rec(nn.Module):
         pos = self.position(torch.arange(x.shape[1], device=x.device))
         h = self.dropout((x * x.shape[-1] ** 0.5 + pos) * keep)
         n = x.shape[1]
-        mask = (real[:, None, :] | torch.eye(n, dtype=torch.bool, device=x.device))[:, None]
+        mask = additive_mask(real[:, None, :] | torch.eye(n, dtype=torch.bool, device=x.device))
         for block in self.blocks:
             h = block(h, mask) * keep
         return self.norm(h) * keep

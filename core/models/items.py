@@ -63,6 +63,12 @@ class AlignedItems(nn.Module):
         self.adapter = LLMAdapter(llm.x.shape[1], d, adapter_layers, dropout)
         self.dropout = nn.Dropout(dropout)
         self.fusion = nn.Linear(2 * d, d)
+        # Start the fusion near "pass the ID vector through" (W = [I, ε]) rather than at random, so stage 2
+        # begins where stage 1 ended instead of re-learning the item space from scratch.
+        with torch.no_grad():
+            self.fusion.weight.normal_(std=0.01)
+            self.fusion.weight[:, :d] += torch.eye(d)
+            self.fusion.bias.zero_()
 
     def text_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         return self.adapter(self.llm(ids))

@@ -14,6 +14,12 @@ from torch.nn import functional as F
 from core.config import BackboneConfig
 
 
+def additive_mask(allowed: torch.Tensor) -> torch.Tensor:
+    """[B, L, L] boolean → [B, 1, L, L] additive float mask (SDPA's fast path on CPU takes float masks)."""
+    mask = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
+    return mask.masked_fill_(~allowed, float("-inf"))[:, None]
+
+
 class AttentionBlock(nn.Module):
     """Pre-LN transformer block (self-attention + position-wise FFN) with a boolean attention mask."""
 
@@ -29,6 +35,7 @@ class AttentionBlock(nn.Module):
         self.attn_dropout = dropout
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """attn_mask: [B, 1, L, L] additive (0 = may attend, -inf = may not)."""
         b, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         drop = self.attn_dropout if self.training else 0.0
@@ -53,7 +60,7 @@ class SASRec(nn.Module):
         causal = torch.ones(n, n, dtype=torch.bool, device=real.device).tril()
         allowed = causal & real[:, None, :]
         allowed = allowed | torch.eye(n, dtype=torch.bool, device=real.device)  # never a fully masked row
-        return allowed[:, None]
+        return additive_mask(allowed)
 
     def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """x: [B, L, d] item vectors (left-padded), real: [B, L] True at real items → states [B, L, d]."""
