@@ -196,15 +196,16 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
 
 
 def bins_table(results: dict) -> Table:
+    """Rows = frequency bins, columns = stages (fits 80 columns whatever n_bins is)."""
     stages = [s for s in STAGES if s in results.get("stages", {})]
-    any_stage = results["stages"][stages[0]]
-    bins = sorted(any_stage["test"]["bins"], key=int)
-    table = Table(title="test NDCG@10 per frequency bin (1 = most popular)", title_justify="left")
-    table.add_column("stage")
-    for b in bins:
-        table.add_column(f"bin {b}\n(n={any_stage['test']['bins'][b]['n']})", justify="right")
+    first = results["stages"][stages[0]]["test"]["bins"]
+    table = Table(title="test NDCG@10 per frequency bin (1 = most popular, last = cold)", title_justify="left")
+    table.add_column("bin")
+    table.add_column("users", justify="right")
     for s in stages:
-        table.add_row(s, *(f"{results['stages'][s]['test']['bins'][b]['NDCG@10']:.4f}" for b in bins))
+        table.add_column(s, justify="right")
+    for b in sorted(first, key=int):
+        table.add_row(b, str(first[b]["n"]), *(f"{results['stages'][s]['test']['bins'][b]['NDCG@10']:.4f}" for s in stages))
     return table
 
 
