@@ -176,6 +176,7 @@ class TrainConfig:
     auto_batch: bool = False  # on GPU OOM: halve the batch size and retry once
     num_workers: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    num_processes: int = 1  # > 1: detached workers start through `accelerate launch`
 
 
 @dataclass
@@ -257,13 +258,15 @@ def build(cls: type, data: dict, where: str, prefix: str = "") -> Any:
 # ───────────────────────────── presets ─────────────────────────────
 
 
+def user_presets_dir() -> Path:
+    """Where the user's own presets live: $PADTUI_PRESETS, else ~/.config/padtui/presets."""
+    base = os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config"))
+    return Path(os.environ.get("PADTUI_PRESETS") or os.path.join(base, "padtui", "presets"))
+
+
 def preset_dirs() -> list[Path]:
-    """Bundled presets, then the user's own folder ($PADTUI_PRESETS), which wins on a name clash."""
-    dirs = [PRESETS_DIR]
-    extra = os.environ.get("PADTUI_PRESETS")
-    if extra:
-        dirs.append(Path(extra))
-    return dirs
+    """Bundled presets, then the user's own folder, which wins on a name clash."""
+    return [PRESETS_DIR, user_presets_dir()]
 
 
 def list_presets(kind: str) -> dict[str, Path]:

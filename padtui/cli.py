@@ -74,7 +74,7 @@ def cmd_run(args) -> int:
     if args.detach:
         from core.pipeline import detach_worker
 
-        pid = detach_worker(target)
+        pid = detach_worker(target, num_processes=cfg.train.num_processes)
         console.print(f"worker pid {pid} (detached). Watch: padtui attach {target}   Stop: kill {pid}")
         return 0
     for run in runs:

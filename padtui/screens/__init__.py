@@ -1,0 +1,1 @@
+"""The TUI screens: setup, run monitor, history, compare, help, and their dialogs."""

@@ -1,0 +1,1 @@
+"""The TUI widgets, one per file."""

@@ -1,0 +1,17 @@
+"""The three-stage results table (test set), with the protocol above it."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from padtui.results_table import protocol_line, results_table
+
+
+class ResultsView(Static):
+    def show(self, results: dict, waiting: str = "results appear as stages finish") -> None:
+        if not results.get("stages"):
+            self.update(Text(waiting, style="dim"))
+            return
+        self.update(Group(Text(protocol_line(results), style="dim"), results_table(results)))
