@@ -43,11 +43,18 @@ class LLMAdapter(nn.Module):
 
 
 class LLMTable(nn.Module):
-    """Holds the frozen LLM item table as a non-persistent buffer (it lives in the embedding cache)."""
+    """Holds the frozen LLM item table as a non-persistent buffer (it lives in the embedding cache).
+
+    Columns are standardised over the real items (row 0 stays zero): small decoder LLMs give vectors that all
+    point the same way (cosines 0.96–0.99 for SmolLM2), which leaves the adapter's first layer a nearly
+    constant input. Standardising keeps the neighbourhoods and gives the adapter the variation."""
 
     def __init__(self, llm_table: torch.Tensor):
         super().__init__()
-        self.register_buffer("x", llm_table.float(), persistent=False)
+        x = llm_table.float()
+        body = x[1:]
+        x = torch.cat([torch.zeros_like(x[:1]), (body - body.mean(0)) / body.std(0).clamp_min(1e-6)])
+        self.register_buffer("x", x, persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.x[ids]
