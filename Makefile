@@ -20,7 +20,7 @@ run: setup
 	$(BIN)/padtui
 
 demo: setup
-	$(BIN)/padtui assets fetch ml-100k
+	$(BIN)/padtui assets fetch
 	$(BIN)/padtui run demo
 
 test: setup

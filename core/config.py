@@ -144,6 +144,7 @@ class AlignConfig(StageConfig):
 class DisentangleConfig(StageConfig):
     epochs: int = 15
     lr: float = 1e-4
+    gate_lr: float = 1e-2  # the gate's few logits need a larger step than the experts to move in a few epochs
     n_bins: int = 10  # also defines the evaluation's frequency bins (cold = last bin)
     frequency_aware: bool = True
     gate_init_aligned: float = -4.0

@@ -12,11 +12,12 @@ from core.models.items import AlignedItems, IDItems, LLMTable, TextItems
 from core.models.scorer import Expert, FrequencyGate, SeqRecommender
 
 
-def _groups(params, no_decay=()) -> list[dict]:
+def _groups(params, no_decay=(), no_decay_lr: float | None = None) -> list[dict]:
     ids = {id(p) for p in no_decay}
+    special = {"weight_decay": 0.0} | ({"lr": no_decay_lr} if no_decay_lr else {})
     groups = [
         {"params": [p for p in params if p.requires_grad and id(p) not in ids]},
-        {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0},
+        {"params": [p for p in no_decay if p.requires_grad], **special},
     ]
     return [g for g in groups if g["params"]]
 
@@ -70,7 +71,7 @@ def build_disentangle(ctx) -> Stage:
     item_bin = torch.from_numpy(ctx.data.item_bin)
     model = SeqRecommender(experts, ctx.data.n_items, item_bin, gate)
     others = [p for n, p in model.named_parameters() if not n.startswith("gate.")]
-    return Stage("disentangle", model, _groups(others, [gate.logits]), dcfg,
+    return Stage("disentangle", model, _groups(others, [gate.logits], dcfg.gate_lr), dcfg,
                  extras=lambda m: {"gate": m.gate.table()})
 
 
