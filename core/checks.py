@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Callable
 
 from core.config import RunConfig
 from core.errors import InputError
@@ -18,6 +20,17 @@ def check_llm(cfg: RunConfig, item_map_hash: str) -> None:
         return
     where, gguf, local = text._locate(cfg.llm)  # raises InputError for a missing asset / folder / gguf
     if local:
+        folder = Path(where)
+        if not gguf and not (folder / "config.json").is_file():
+            found = sorted(p.name for p in folder.glob("*.gguf"))
+            if found:
+                raise InputError(f"llm.model = '{cfg.llm.model}' holds {', '.join(found)} but llm.gguf_file is empty: "
+                                 f"set llm.gguf_file = \"auto\" (one .gguf) or name the file.")
+            raise InputError(
+                f"llm.model = '{cfg.llm.model}': the folder {folder} holds no config.json (and no .gguf file), so "
+                f"it is not a transformers model. Point llm.model at the folder `save_pretrained` wrote, name a "
+                f"GGUF with llm.gguf_file, or use an offline asset preset (`--set llm=minilm`)."
+            )
         return
     try:
         from huggingface_hub import HfApi
@@ -28,18 +41,32 @@ def check_llm(cfg: RunConfig, item_map_hash: str) -> None:
         raise InputError(
             f"llm.model = '{where}': the Hugging Face hub cannot be reached or has no such model ({reason}). "
             "Check the id and your network (`huggingface-cli login` for gated models); offline, point llm.model at "
-            "a local folder or use an offline asset preset (`--set llm=smollm2-135m` or `minilm`)."
+            "a local folder, or use an offline asset preset (`--set llm=minilm` or `--set llm=smollm2-135m`, after "
+            "`padtui assets fetch`)."
         ) from None
 
 
-def preflight(cfg: RunConfig, stages: list[str], runs_dir: Path):
-    """Runs folder writable, dataset loads with its columns and filters, LLM reachable or cached."""
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def preflight(cfg: RunConfig, stages: list[str], runs_dir: Path, warn: Callable[[str], None] = _stderr):
+    """Runs folder writable, dataset loads with its columns and filters, LLM reachable or cached — all before
+    a run folder exists, so bad input costs seconds, not a stage. Warnings (items without text) go to `warn`."""
     check_writable(runs_dir)
     from core.data import load_data
 
     data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: None)
+    name = cfg.dataset.preset or cfg.dataset.path
     if data.n_items < 2:
-        raise InputError(f"dataset '{cfg.dataset.preset or cfg.dataset.path}': only {data.n_items} item left after filtering.")
+        raise InputError(
+            f"dataset '{name}': only {data.n_items} item left after filtering (dataset.filter); ranking needs at "
+            f"least 2. Lower dataset.filter.min_user_interactions or dataset.filter.min_rating."
+        )
+    if data.missing_text:
+        warn(f"warning: dataset '{name}': {data.missing_text} of {data.n_items} items have no text in the item "
+             f"table ({cfg.dataset.items.path or 'none'}); their item id is used as their text. Check "
+             f"dataset.items.key and dataset.items.text if that is not intended.")
     if any(s in stages for s in ("align", "disentangle")):
         check_llm(cfg, data.item_map_hash)
     return data

@@ -5,7 +5,8 @@ best-validation weights. Stages differ only in the `Stage` they hand in (model, 
 loss). Checkpoints: `checkpoints/<stage>/best.safetensors` (weights of the best validation epoch) and
 `checkpoints/<stage>/last/` (Accelerate `save_state`: model, optimizer, RNG; plus trainer.json with the
 epoch / step / early-stopping state), written to a temp folder and swapped in, so a kill at any moment leaves
-a checkpoint that resume can use.
+a checkpoint that resume can use. Each step seeds its own randomness from (seed, epoch, step), and the data
+order of an epoch is fixed by (seed, epoch): a resumed run continues exactly as the uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def training_windows(data: SeqData, max_len: int, mode: str) -> tuple[np.ndarray
 
 
 class WindowDataset(Dataset):
-    """Windows in an order fixed by (seed, stage, epoch): the data order is reproducible after resume."""
+    """Windows in an order fixed by (seed, stage, epoch): the data order is reproducible after resume.
+
+    The method is deliberately not called `set_epoch`: Accelerate's loaders call `dataset.set_epoch(n)` with
+    their own count of iterations, which starts again at 0 in a resumed process (and in `skip_first_batches`'
+    copy of the loader), so they would replay epoch 1's order."""
 
     def __init__(self, windows: np.ndarray, users: np.ndarray, seed: int):
         self.windows = torch.from_numpy(windows)
@@ -78,7 +83,7 @@ class WindowDataset(Dataset):
         self.seed = seed
         self.order = torch.arange(len(windows))
 
-    def set_epoch(self, epoch: int) -> None:
+    def order_for_epoch(self, epoch: int) -> None:
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         self.order = torch.randperm(len(self.windows), generator=g)
 
@@ -233,15 +238,22 @@ def _swap_in(tmp: Path, final: Path) -> None:
 
 
 def save_last(ctx, folder: Path, state: dict) -> None:
+    """Model, optimizer and RNG (Accelerate `save_state`) plus trainer.json, into a temp folder swapped in at
+    the end: a crash or a full disk mid-save leaves the previous checkpoint as it was."""
     acc = ctx.accelerator
     tmp = folder.with_name(folder.name + ".tmp")
     if acc.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp))
-    if acc.is_main_process:
-        atomic_write_json(tmp / "trainer.json", state)
-        _swap_in(tmp, folder)
+    try:
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            atomic_write_json(tmp / "trainer.json", state)
+            _swap_in(tmp, folder)
+    except BaseException:  # a full disk (torch and safetensors wrap the OSError), a second Ctrl-C
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     acc.wait_for_everyone()
 
 
@@ -256,8 +268,12 @@ def find_last(folder: Path) -> Path | None:
 def save_weights(model: nn.Module, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    try:
+        save_file(state, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -265,6 +281,13 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 # ───────────────────────────── the loop ─────────────────────────────
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or an allocator's RuntimeError that says so (CPU, MPS)."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and any(s in str(exc) for s in ("out of memory", "can't allocate memory"))
+    )
 
 
 @dataclass
@@ -295,12 +318,14 @@ def train_stage(ctx, stage: Stage) -> dict:
     model: SeqRecommender = acc.unwrap_model(module).model
     valid_loader = acc.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data("valid")), ctx.cfg.eval.batch_size))
 
-    state = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_epochs": 0, "train_seconds": 0.0,
-             "eval_seconds": 0.0, "history": []}
+    state = {"epoch": 0, "step": 0, "batch_size": cfg.batch_size, "best": None, "best_epoch": 0, "bad_epochs": 0,
+             "train_seconds": 0.0, "eval_seconds": 0.0, "history": []}
     last = find_last(folder / "last")
     if last is not None:
         acc.load_state(str(last))
-        state = json.loads((last / "trainer.json").read_text())
+        state.update(json.loads((last / "trainer.json").read_text()))
+        if state["batch_size"] != cfg.batch_size:  # auto_batch halved it: same samples seen, more steps
+            state.update(step=state["step"] * state["batch_size"] // cfg.batch_size, batch_size=cfg.batch_size)
         ctx.emit("resumed", stage.name, epoch=state["epoch"] + 1, step=state["step"])
         ctx.log(f"{stage.name}: resumed at epoch {state['epoch'] + 1}, step {state['step']}")
 
@@ -317,13 +342,16 @@ def train_stage(ctx, stage: Stage) -> dict:
             stopped_early = True
             break
         module.train()
-        dataset.set_epoch(epoch)
+        dataset.order_for_epoch(epoch)
         skip = state["step"]
         epoch_loader = acc.skip_first_batches(loader, skip) if skip else loader
         progress = Progress()
         t0 = time.perf_counter()
         for step, (win, usr) in enumerate(epoch_loader, start=skip + 1):
+            # all of a step's randomness (negatives, cloze masks, dropout, MMD rows) comes from (seed, epoch,
+            # step): a run resumed from any checkpoint draws exactly what the uninterrupted run drew
             rng = np.random.default_rng([seed, epoch, step, acc.process_index])
+            torch.manual_seed(int(rng.integers(2**63)))
             batch = make_batch(win.cpu(), usr.cpu(), model, cfg, data, ctx.user_items, rng, mask_prob)
             batch = [t.to(acc.device) for t in batch]
             with acc.autocast():
@@ -333,11 +361,13 @@ def train_stage(ctx, stage: Stage) -> dict:
                 bad = next(k for k, v in losses.items() if not torch.isfinite(v))
                 raise RunFailure(
                     f"stage '{stage.name}', epoch {epoch + 1}, step {step}: loss component '{bad}' is "
-                    f"{float(losses[bad])}. The last good checkpoint is kept in {folder}; lower stages.{stage.name}.lr "
+                    f"{float(losses[bad].detach())}. The checkpoints written before it stay in {folder} (best "
+                    f"epoch so far: {state['best_epoch'] or 'none'}). Lower stages.{stage.name}.lr (now {cfg.lr:g}) "
                     f"or check the data."
                 )
             acc.backward(total / cfg.grad_accum)
-            if step % cfg.grad_accum == 0 or step == steps_per_epoch:
+            boundary = step % cfg.grad_accum == 0 or step == steps_per_epoch  # no gradients pending
+            if boundary:
                 if cfg.max_grad_norm > 0:
                     acc.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -352,7 +382,7 @@ def train_stage(ctx, stage: Stage) -> dict:
                          global_step=done, losses=progress.mean(), lr=cfg.lr, seconds=elapsed,
                          eta=rate * ((cfg.epochs - epoch) * steps_per_epoch - step), **ctx.resources())
             every = ctx.cfg.train.checkpoint_every_steps
-            if ctx.stop_requested or (every and step % every == 0 and step < steps_per_epoch):
+            if boundary and (ctx.stop_requested or (every and step % every == 0 and step < steps_per_epoch)):
                 state["train_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 save_last(ctx, folder / "last", state)
@@ -382,6 +412,8 @@ def train_stage(ctx, stage: Stage) -> dict:
         state.update(epoch=epoch + 1, step=0)
         save_last(ctx, folder / "last", state)
         ctx.emit("checkpoint", stage.name, epoch=epoch + 1, path=str(folder / "last"), best=improved)
+        if ctx.stop_requested:
+            raise Interrupted(f"stopped in stage '{stage.name}' after epoch {epoch + 1}")
 
     # test with the best-validation weights
     acc.wait_for_everyone()

@@ -7,12 +7,17 @@ the run folder.
 
 from __future__ import annotations
 
+import errno
+import gc
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +25,7 @@ import torch
 
 from core.config import STAGES, RunConfig, config_to_toml, load_saved_config
 from core.data import SeqData, load_data
-from core.engine import eval_inputs, load_weights, train_stage
+from core.engine import STAGE_INDEX, eval_inputs, is_out_of_memory, load_weights, train_stage
 from core.errors import InputError, Interrupted, RunFailure
 from core.runs import RunFolder, atomic_write_json, atomic_write_text, check_writable, new_run_path
 from core.stages import BUILDERS
@@ -30,8 +35,13 @@ def create_run(cfg: RunConfig, runs_dir: Path, stages: list[str], path: Path | N
     check_writable(runs_dir)
     run = RunFolder(path or new_run_path(runs_dir, cfg.preset))
     run.path.mkdir(parents=True, exist_ok=False)
-    atomic_write_text(run.config_path, config_to_toml(cfg))
-    atomic_write_json(run.path / "stages.json", stages)
+    try:
+        atomic_write_json(run.path / "stages.json", stages)
+        atomic_write_text(run.config_path, config_to_toml(cfg))  # last: a folder with config.toml is a run
+    except OSError as exc:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise InputError(f"{run.path}: cannot write the run folder ({exc.strerror or exc}). Free space in "
+                         f"{runs_dir} or pass --runs-dir to another folder.") from None
     return run
 
 
@@ -80,12 +90,51 @@ def library_versions() -> dict:
             "datasets": datasets.__version__, "accelerate": accelerate.__version__}
 
 
+class StopSignal:
+    """SIGTERM / SIGINT ask the loop to save a checkpoint and stop (it checks `requested` after every step);
+    a second signal stops at once, keeping the last checkpoint. SIGHUP is ignored: a dropped SSH link must
+    not stop the run."""
+
+    def __init__(self, run: RunFolder):
+        self.run = run
+        self.requested = False
+        self._saved: dict = {}
+
+    def __call__(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.requested:
+            raise Interrupted(f"{name} received twice: stopped at once, the last checkpoint is kept")
+        self.requested = True
+        try:
+            self.run.log(f"received {name}: saving a checkpoint and stopping")
+        except OSError:  # a full disk must not turn the signal into a crash
+            pass
+
+    def check(self, where: str) -> None:
+        if self.requested:
+            raise Interrupted(f"stopped {where}")
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers
+        handlers = {signal.SIGTERM: self, signal.SIGINT: self}
+        if hasattr(signal, "SIGHUP"):
+            handlers[signal.SIGHUP] = signal.SIG_IGN
+        for sig, handler in handlers.items():
+            self._saved[sig] = signal.signal(sig, handler)
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
+
+
 class RunContext:
     """What the stages and the loop share: config, data, accelerator, run folder, events."""
 
-    def __init__(self, run: RunFolder, cfg: RunConfig, accelerator, data: SeqData):
+    def __init__(self, run: RunFolder, cfg: RunConfig, accelerator, data: SeqData, stop: StopSignal | None = None):
         self.run, self.cfg, self.accelerator, self.data = run, cfg, accelerator, data
-        self.stop_requested = False
+        self.stop = stop or StopSignal(run)
         self.user_items = [np.unique(data.train_part(u)) for u in range(data.n_users)]
         self.item_bin_dev = torch.from_numpy(data.item_bin).to(accelerator.device)
         self._eval: dict[str, dict] = {}
@@ -95,6 +144,10 @@ class RunContext:
     @property
     def main(self) -> bool:
         return self.accelerator.is_main_process
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop.requested
 
     def emit(self, kind: str, stage: str = "", **data) -> None:
         if self.main:
@@ -127,7 +180,8 @@ class RunContext:
         return model
 
     def llm_table(self) -> torch.Tensor:
-        """LLM item embeddings [N+1, D], computed once per run (cached across runs by fingerprint)."""
+        """LLM item embeddings [N+1, D], computed once per run (cached across runs by fingerprint). Leaves the
+        RNG as it found it: computed or read from the cache, the stage's model initialisation is the same."""
         if self._llm is None:
             from transformers.utils import logging as hf_logging
 
@@ -139,6 +193,7 @@ class RunContext:
             last = [0.0]
 
             def progress(done: int, total: int, items_per_s: float) -> None:
+                self.stop.check("while embedding the items")
                 now = time.perf_counter()
                 if now - last[0] > 0.5 or done == total:
                     last[0] = now
@@ -146,22 +201,12 @@ class RunContext:
                               eta=(total - done) / max(items_per_s, 1e-9), **self.resources())
 
             self.log(f"LLM item embeddings: {self.cfg.llm.model} ({self.cfg.llm.pooling} pooling)")
-            self._llm = embed_items(self.data.item_texts, self.cfg.llm, self.cfg.dataset.items.text,
-                                    self.data.item_map_hash, device=self.accelerator.device,
-                                    accelerator=self.accelerator, progress=progress)
+            with torch.random.fork_rng():
+                self._llm = embed_items(self.data.item_texts, self.cfg.llm, self.cfg.dataset.items.text,
+                                        self.data.item_map_hash, device=self.accelerator.device,
+                                        accelerator=self.accelerator, progress=progress)
             self.log(f"LLM table {tuple(self._llm.shape)} ready in {time.perf_counter() - t0:.1f}s")
         return self._llm
-
-
-def _install_signal_handlers(ctx: RunContext) -> None:
-    def handler(signum, frame):
-        ctx.stop_requested = True
-        ctx.log(f"received {signal.Signals(signum).name}: saving a checkpoint and stopping")
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH link must not stop the run
 
 
 def make_accelerator(cfg: RunConfig):
@@ -178,19 +223,121 @@ def make_accelerator(cfg: RunConfig):
     return acc
 
 
+def seed_stage(cfg: RunConfig, name: str) -> None:
+    """Every stage starts from its own seed, whatever ran before it in this process (a resumed run skips the
+    finished stages, yet builds the next one exactly as the uninterrupted run did)."""
+    from accelerate.utils import set_seed
+
+    set_seed(cfg.seed * 10 + STAGE_INDEX[name])
+
+
+def _oom_knob(ctx: RunContext, name: str, exc: BaseException) -> tuple[str, int]:
+    """The batch size to lower: the evaluation's or the LLM's when the OOM hit there, else the stage's."""
+    frames = {frame.name for frame in traceback.extract_tb(exc.__traceback__)}
+    if "evaluate" in frames:
+        return "eval.batch_size", ctx.cfg.eval.batch_size
+    if "embed_items" in frames:
+        return "llm.batch_size", ctx.cfg.llm.batch_size
+    return f"stages.{name}.batch_size", getattr(ctx.cfg.stages, name).batch_size
+
+
+def _set_knob(ctx: RunContext, knob: str, value: int) -> None:
+    """Change one batch size in the run's config and in config.toml, so a later resume uses it too."""
+    *path, key = knob.split(".")
+    section = ctx.cfg
+    for part in path:
+        section = getattr(section, part)
+    setattr(section, key, value)
+    if ctx.main:
+        atomic_write_text(ctx.run.config_path, config_to_toml(ctx.cfg))
+
+
+def run_stage(ctx: RunContext, name: str) -> dict:
+    """Build and train one stage. Out of memory: a message naming the batch size to try; with
+    train.auto_batch = true, halve that batch size and retry once (from the stage's last checkpoint)."""
+    retried = False
+    while True:
+        seed_stage(ctx.cfg, name)
+        try:
+            return train_stage(ctx, BUILDERS[name](ctx))
+        except Exception as exc:  # noqa: BLE001 — only out-of-memory is handled here
+            if not is_out_of_memory(exc):
+                raise
+            knob, size = _oom_knob(ctx, name, exc)
+        # outside the `except`, so the traceback (and the tensors its frames hold) is gone
+        ctx.accelerator.free_memory()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = size // 2
+        where = "GPU" if ctx.accelerator.device.type == "cuda" else str(ctx.accelerator.device).upper()
+        if half >= 1 and ctx.cfg.train.auto_batch and not retried:
+            ctx.log(f"stage {name}: out of {where} memory with {knob} = {size}; train.auto_batch halves it to "
+                    f"{half} and retries the stage from its last checkpoint")
+            _set_knob(ctx, knob, half)
+            retried = True
+            continue
+        if half < 1:
+            suggestion = "a smaller model (backbone.hidden_size, backbone.max_len) or a bigger GPU"
+        else:
+            suggestion = f"{knob} = {half}"
+            if knob.startswith("stages."):
+                accum = getattr(ctx.cfg.stages, name).grad_accum * 2
+                suggestion += f" with stages.{name}.grad_accum = {accum} (the same effective batch)"
+        if not ctx.cfg.train.auto_batch:
+            suggestion += ", or train.auto_batch = true to halve and retry once by itself"
+        tried = " (already halved once by train.auto_batch)" if retried else ""
+        raise RunFailure(f"stage '{name}': out of {where} memory with {knob} = {size}{tried}. Try {suggestion}: "
+                         f"`--set` it on a new run, or edit {ctx.run.config_path} and `padtui resume "
+                         f"{ctx.run.path}` to continue from the checkpoints kept so far.", log=str(ctx.run.log_path))
+
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+DISK_WORDS = ("No space left", "StorageFull", "Disk quota", "Read-only file system", "file write failed")
+
+
+def disk_failure(run: RunFolder, exc: BaseException) -> RunFailure | None:
+    """A full disk or an unwritable folder, whichever library hit it (OSError; torch and safetensors wrap the
+    OS error in their own exceptions), as a message that says what to do."""
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        what = f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    elif any(word in str(exc) for word in DISK_WORDS):
+        what = str(exc).strip().splitlines()[0][:200]
+    else:
+        return None
+    try:
+        free = f"; {shutil.disk_usage(run.path).free / 2**20:.0f} MiB free there"
+    except OSError:
+        free = ""
+    return RunFailure(f"cannot write to the run folder {run.path}: {what}{free}. Nothing was half-written: the "
+                      f"files there are from the last complete checkpoint. Free some space (or fix the "
+                      f"permissions), then `padtui resume {run.path}`.", log=str(run.log_path))
+
+
+def _record_end(run: RunFolder, t0: float, message: str, status: str) -> None:
+    """`error` + `run_end` events; on a full disk they may not fit, and the exception still tells the user."""
+    try:
+        run.emit("error", "", message=message, log=str(run.log_path), interrupted=status == "stopped")
+        run.emit("run_end", "", status=status, seconds=time.perf_counter() - t0)
+        run.log(f"{status}: {message}" + (f"; resume with `padtui resume {run.path}`" if status == "stopped" else ""))
+    except OSError:
+        pass
+
+
 def execute(run: RunFolder, resume: bool = False) -> dict:
     """Run (or continue) every stage of the run that has no result yet. Returns results.json's content."""
     cfg = load_saved_config(run.config_path)
     stages = run_stages(run)
+    check_writable(run.path, "run folder", "Free some space or fix its permissions, then try again.")
     acc = make_accelerator(cfg)
     if acc.is_main_process:
         run.acquire()
+    stop = StopSignal(run)
+    stop.install()
     t0 = time.perf_counter()
-    ctx = None
     try:
         data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=run.log)
-        ctx = RunContext(run, cfg, acc, data)
-        _install_signal_handlers(ctx)
+        ctx = RunContext(run, cfg, acc, data, stop)
         results = run.results() if resume else {}
         done = [s for s in stages if s in results.get("stages", {})]
         if resume:
@@ -212,9 +359,9 @@ def execute(run: RunFolder, resume: bool = False) -> dict:
         for name in stages:
             if name in results["stages"]:
                 continue
+            stop.check(f"before stage '{name}'")
             ctx.log(f"stage {name}: start")
-            stage = BUILDERS[name](ctx)
-            results["stages"][name] = train_stage(ctx, stage)
+            results["stages"][name] = run_stage(ctx, name)
             if ctx.main:
                 atomic_write_json(run.results_path, results)
         ctx.emit("run_end", "", status="done", seconds=time.perf_counter() - t0)
@@ -222,25 +369,26 @@ def execute(run: RunFolder, resume: bool = False) -> dict:
         return results
     except Interrupted as exc:
         if acc.is_main_process:
-            run.emit("error", "", message=str(exc), log=str(run.log_path), interrupted=True)
-            run.emit("run_end", "", status="stopped", seconds=time.perf_counter() - t0)
-            run.log(f"{exc}; resume with `padtui resume {run.path}`")
+            _record_end(run, t0, str(exc), "stopped")
         raise
     except (RunFailure, InputError) as exc:
         if acc.is_main_process:
-            run.emit("error", "", message=str(exc), log=str(run.log_path), interrupted=False)
-            run.emit("run_end", "", status="failed", seconds=time.perf_counter() - t0)
-            run.log(f"failed: {exc}")
+            _record_end(run, t0, str(exc), "failed")
         raise
     except Exception as exc:
+        failure = disk_failure(run, exc)
         if acc.is_main_process:
-            import traceback
-
-            run.log("crashed:\n" + traceback.format_exc())
-            run.emit("error", "", message=f"{type(exc).__name__}: {exc}", log=str(run.log_path), interrupted=False)
-            run.emit("run_end", "", status="failed", seconds=time.perf_counter() - t0)
+            if failure is None:
+                try:
+                    run.log("crashed:\n" + traceback.format_exc())
+                except OSError:
+                    pass
+            _record_end(run, t0, str(failure) if failure else f"{type(exc).__name__}: {exc}", "failed")
+        if failure is not None:
+            raise failure from None
         raise
     finally:
+        stop.restore()
         if acc.is_main_process:
             run.release()
 

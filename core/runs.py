@@ -147,8 +147,12 @@ class RunFolder:
     def emit(self, kind: str, stage: str = "", **data: Any) -> dict:
         assert kind in EVENT_KINDS, kind
         event = {"time": round(time.time(), 3), "stage": stage, "kind": kind, **data}
-        line = json.dumps(_clean(event)) + "\n"
-        with open(self.events_path, "a", encoding="utf-8") as fh:
+        line = (json.dumps(_clean(event)) + "\n").encode("utf-8")
+        with open(self.events_path, "ab+") as fh:
+            if fh.seek(0, os.SEEK_END) > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    line = b"\n" + line  # a line torn by a crash mid-write stays alone on its line
             fh.write(line)
         return event
 
@@ -198,15 +202,20 @@ class RunFolder:
             return None
 
     def acquire(self) -> None:
-        """Take the folder for this process; refuse if a live worker owns it, clear a stale lock."""
+        """Take the folder for this process; refuse if a live worker owns it, clear a stale lock.
+
+        `padtui run --detach` writes the worker's pid before the worker starts, and `accelerate launch` runs the
+        worker as a child of the pid it wrote: both count as this process."""
         pid = self.worker_pid()
         if pid is not None and pid not in (os.getpid(), os.getppid()):
             if pid_alive(pid):
                 raise InputError(
-                    f"{self.path}: run is owned by a live worker (pid {pid}). "
-                    f"Watch it with `padtui attach {self.path}` or stop it first."
+                    f"{self.path}: this run is owned by a live worker (pid {pid}); a second worker on the same "
+                    f"folder is refused. Watch it with `padtui attach {self.path}`, or stop it (`kill {pid}`) "
+                    f"and then `padtui resume {self.path}`."
                 )
             self.pid_path.unlink(missing_ok=True)
+            self.log(f"cleared a stale lock: worker pid {pid} is gone")
         try:
             fd = os.open(self.pid_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -308,13 +317,17 @@ def new_run_path(runs_dir: Path, preset: str) -> Path:
     return path
 
 
-def check_writable(runs_dir: Path) -> None:
+def check_writable(folder: Path, what: str = "runs folder",
+                   fix: str = "Pass --runs-dir to a writable folder.") -> None:
+    """Create `folder` if needed and write a probe file into it; an InputError names the folder otherwise."""
+    probe = Path(folder) / f".probe-{os.getpid()}"
     try:
-        Path(runs_dir).mkdir(parents=True, exist_ok=True)
-        probe = Path(runs_dir) / f".probe-{os.getpid()}"
-        probe.write_text("")
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe.write_text("x")
         probe.unlink()
     except OSError as exc:
-        raise InputError(
-            f"{runs_dir}: runs folder is not writable ({exc.strerror}). Pass --runs-dir to a writable folder."
-        ) from None
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise InputError(f"{folder}: {what} is not writable ({exc.strerror or exc}). {fix}") from None

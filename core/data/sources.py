@@ -197,7 +197,7 @@ def load_item_texts(cfg: DatasetConfig, raw_ids: list[str]) -> tuple[list[str], 
             ) from None
         except (ValueError, IndexError) as exc:
             raise InputError(f"dataset.items.text: malformed template {template!r}: {exc}.") from None
-        if not any(fields.values()):
+        if needed and not any(fields[c] for c in needed):
             texts.append(rid)
             missing += 1
         else:
