@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from core.config import PRESET_KINDS, STAGES, list_presets, load_run_config, parse_stages, preset_path, read_toml
 from core.errors import InputError, Interrupted, RunFailure
@@ -25,6 +26,11 @@ from core.runs import RunFolder, atomic_write_json, default_runs_dir, iter_runs,
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def say_error(label: str, message: str, style: str = "bold red") -> None:
+    """User text is printed verbatim (no rich markup: a path like `runs/[old]` must survive)."""
+    err.print(Text.assemble((label, style), message), soft_wrap=True)
 
 
 # ───────────────────────────── commands ─────────────────────────────
@@ -101,7 +107,7 @@ def cmd_worker(args) -> int:
         try:
             execute(run, resume=args.resume or bool(run.events()))
         except (InputError, RunFailure, Interrupted) as exc:
-            err.print(f"error: {exc}")
+            say_error("error: ", str(exc))
             return 1 if not isinstance(exc, InputError) else 2
     return 0
 
@@ -146,10 +152,10 @@ def _execute_with_progress(run: RunFolder, resume: bool) -> int:
         execute(run, resume=resume)
         return 0
     except Interrupted as exc:
-        err.print(f"[yellow]stopped:[/] {exc}. Resume with: padtui resume {run.path}")
+        say_error("stopped: ", f"{exc}. Resume with: padtui resume {run.path}", style="yellow")
         return 1
     except RunFailure as exc:
-        err.print(f"[red]run failed:[/] {exc}\nlog: {run.log_path}")
+        say_error("run failed: ", f"{exc}\nlog: {run.log_path}")
         return 1
     finally:
         stop.set()
@@ -278,11 +284,14 @@ def show_group(path: Path) -> None:
 
 
 def cmd_runs(args) -> int:
+    runs = list(iter_runs(Path(args.runs_dir)))
     table = Table(title=f"runs in {args.runs_dir}", title_justify="left")
-    for col in ("run", "status", "preset", "seed", "duration", "stage", "NDCG@10", "cold NDCG@10"):
+    names = [os.path.relpath(r.path, args.runs_dir) for r in runs]
+    table.add_column("run", no_wrap=True, min_width=max(map(len, names), default=3))  # what `show` needs: never cut
+    for col in ("status", "preset", "seed", "duration", "stage", "NDCG@10", "cold NDCG@10"):
         table.add_column(col)
     count = 0
-    for run in iter_runs(Path(args.runs_dir)):
+    for run in runs:
         s = run.summary()
         h = s["headline"]
         rel = os.path.relpath(run.path, args.runs_dir)
@@ -314,7 +323,7 @@ def cmd_presets(args) -> int:
         cfg = load_run_config(args.name)
         from core.config import config_to_toml
 
-        console.print(config_to_toml(cfg), markup=False)
+        sys.stdout.write(config_to_toml(cfg))  # plain: valid TOML, never re-wrapped
         return 0
     if args.action == "validate":
         cfg = load_run_config(args.name)
@@ -345,7 +354,7 @@ def cmd_data(args) -> int:
     from core.data import load_data
 
     cfg = load_run_config(args.preset, args.set or [])
-    data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: err.print(m))
+    data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: err.print(m, markup=False))
     stats = data.stats()
     from core.runs import cache_dir
 
@@ -479,10 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args) or 0
     except InputError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        say_error("error: ", str(exc))
         return 2
     except RunFailure as exc:
-        err.print(f"[bold red]run failed:[/] {exc}" + (f"\nlog: {exc.log}" if exc.log else ""))
+        say_error("run failed: ", str(exc) + (f"\nlog: {exc.log}" if exc.log else ""))
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")

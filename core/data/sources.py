@@ -169,7 +169,8 @@ def load_item_texts(cfg: DatasetConfig, raw_ids: list[str]) -> tuple[list[str], 
         key = cfg.items.key
         if cfg.source == "asset" and not Path(cfg.items.path).suffix:
             table = load_asset(cfg.items.path, ".item")
-        elif cfg.source == "hub" and not Path(cfg.items.path).exists():
+        elif cfg.source == "hub" and not Path(cfg.items.path).is_file():
+            # a hub id, or a local folder laid out like a hub repo: `datasets` resolves both
             table = load_hub(cfg.items.path, cfg.items.name, cfg.items.split, cfg.items.revision, "item table")
         else:
             table = load_local(cfg.items.path, "item table")

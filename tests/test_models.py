@@ -1,0 +1,193 @@
+"""Backbones × losses: a short CPU training on tiny synthetic data lowers the loss (RecBole's one-short-run per
+model habit), plus the structural promises: left padding is NaN-free with zero pad states, causal backbones do
+not look ahead, BERT4Rec reads the appended [MASK]."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.data import load_data
+from core.engine import StageModule, make_batch, training_windows
+from core.models import build_backbone
+from core.models.items import IDItems
+from core.models.scorer import Expert, SeqRecommender
+
+STEPS = 60  # ~8 passes over the 200 windows: every backbone × loss ends ≥ 10% lower (margin: 5%)
+LOSSES = ("bce", "ce", "sampled_softmax")
+BACKBONES = ("sasrec", "gru4rec", "bert4rec")
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    from conftest import tiny_config
+
+    cfg = tiny_config()
+    return load_data(cfg.dataset, cfg.stages.disentangle.n_bins, use_cache=False, log=lambda m: None)  # no cache
+
+
+def recommender(cfg, n_items: int, seed: int = 0) -> SeqRecommender:
+    torch.manual_seed(seed)
+    expert = Expert(IDItems(n_items, cfg.backbone.hidden_size), build_backbone(cfg.backbone))
+    return SeqRecommender({"id": expert}, n_items)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_training_loss_falls(tiny_cfg, tiny_data, kind, loss):
+    cfg = tiny_cfg(f"backbone.kind={kind}", f"stages.pretrain.loss={loss}", "stages.pretrain.n_negatives=32",
+                   "stages.pretrain.windows=last", "backbone.dropout=0.1", "backbone.n_layers=1")
+    stage_cfg, data = cfg.stages.pretrain, tiny_data
+    windows, users = training_windows(data, cfg.backbone.max_len, stage_cfg.windows)
+    windows, users = torch.from_numpy(windows), torch.from_numpy(users)
+    model = recommender(cfg, data.n_items)
+    module = StageModule(model, stage_cfg.loss, None)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
+    user_items = [np.unique(data.train_part(u)) for u in range(data.n_users)]
+    rng = np.random.default_rng(0)
+    order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(0))
+    batch_size = 64
+    history = []
+    module.train()
+    for step in range(STEPS):
+        start = (step * batch_size) % len(order)
+        idx = order[start:start + batch_size]
+        batch = make_batch(windows[idx], users[idx], model, stage_cfg, data, user_items, rng, cfg.backbone.mask_prob)
+        losses = module(*batch)
+        assert set(losses) == {"rec", "total"}
+        assert torch.isfinite(losses["total"])
+        optimizer.zero_grad()
+        losses["total"].backward()
+        optimizer.step()
+        history.append(float(losses["total"].detach()))
+    first, last = np.mean(history[:5]), np.mean(history[-5:])
+    assert last < first * 0.95, f"{kind}/{loss}: loss {first:.4f} → {last:.4f} ({history})"
+
+
+def test_training_windows_cover_the_training_part(tiny_data):
+    data = tiny_data
+    last, last_users = training_windows(data, 20, "last")
+    sliding, sliding_users = training_windows(data, 20, "sliding")
+    assert last.shape == (data.n_users, 21)  # every synthetic user has ≥ 3 training items
+    for u in (0, 1, 2):
+        train = data.train_part(u)
+        row = last[u]
+        assert row[row > 0].tolist() == train[-21:].tolist()
+        # sliding: every training position after the first is a target exactly once
+        rows = sliding[sliding_users == u]
+        targets = sorted(int(t) for r in rows for s, t in zip(r[:-1], r[1:]) if s > 0)
+        assert targets == sorted(train[1:].tolist())
+
+
+def test_make_batch_targets(tiny_cfg, tiny_data):
+    data = tiny_data
+    windows, users = training_windows(data, 20, "last")
+    w, u = torch.from_numpy(windows[:8]), torch.from_numpy(users[:8])
+    rng = np.random.default_rng(0)
+    user_items = [np.unique(data.train_part(i)) for i in range(data.n_users)]
+    causal = tiny_cfg("stages.pretrain.loss=bce")
+    model = recommender(causal, data.n_items)
+    seq, targets, masked, negatives = make_batch(w, u, model, causal.stages.pretrain, data, user_items, rng, 0.2)
+    assert torch.equal(seq, w[:, :-1])
+    assert torch.equal(targets[seq > 0], w[:, 1:][seq > 0]) and (targets[seq == 0] == 0).all()
+    assert negatives.shape == targets.shape and (negatives >= 1).all() and (negatives <= data.n_items).all()
+    for row, user in enumerate(u.tolist()):
+        assert not np.isin(negatives[row].numpy(), user_items[user]).any()  # resampled away
+    bert = tiny_cfg("backbone.kind=bert4rec", "stages.pretrain.loss=sampled_softmax", "stages.pretrain.n_negatives=16")
+    model = recommender(bert, data.n_items)
+    seq, targets, masked, negatives = make_batch(w, u, model, bert.stages.pretrain, data, user_items, rng, 0.2)
+    assert masked.any(dim=1).all()  # every row has at least one cloze position
+    assert (seq[masked] == 0).all() and torch.equal(targets[masked], w[:, 1:][masked])
+    assert (targets[~masked] == 0).all()
+    assert negatives.shape == (16,)
+
+
+# ───────────────────────────── structure ─────────────────────────────
+
+
+def backbone(tiny_cfg, kind: str, **over):
+    cfg = tiny_cfg(f"backbone.kind={kind}", *(f"backbone.{k}={v}" for k, v in over.items()))
+    torch.manual_seed(0)
+    return build_backbone(cfg.backbone), cfg.backbone.hidden_size
+
+
+def left_padded(lengths: list[int], length: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    real = torch.zeros(len(lengths), length, dtype=torch.bool)
+    for row, n in enumerate(lengths):
+        if n:
+            real[row, -n:] = True
+    x = torch.randn(len(lengths), length, d, generator=g) * real.unsqueeze(-1)
+    return x, real
+
+
+@pytest.mark.parametrize("kind", BACKBONES)
+@pytest.mark.parametrize("train", [False, True])
+def test_left_padding_no_nan_and_zero_pad_states(tiny_cfg, kind, train):
+    net, d = backbone(tiny_cfg, kind)
+    net.train(train)
+    x, real = left_padded([20, 7, 1, 0], 20, d)  # full, partly padded, one item, all padding
+    states = net(x, real)
+    assert states.shape == x.shape
+    assert torch.isfinite(states).all()
+    assert (states[~real] == 0).all()
+    assert states[real].abs().sum(dim=-1).gt(0).all()
+
+
+def test_sasrec_gradients_are_finite_on_padding(tiny_cfg):
+    net, d = backbone(tiny_cfg, "sasrec")
+    x, real = left_padded([20, 3, 0], 20, d)
+    x.requires_grad_(True)
+    net(x, real).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "gru4rec"])
+def test_causal_state_ignores_later_items(tiny_cfg, kind):
+    net, d = backbone(tiny_cfg, kind)
+    net.eval()
+    x, real = left_padded([20, 12], 20, d)
+    base = net(x, real)
+    for t in (8, 12, 18):
+        changed = x.clone()
+        changed[:, t + 1:] = torch.randn_like(changed[:, t + 1:]) * real[:, t + 1:].unsqueeze(-1)
+        out = net(changed, real)
+        assert torch.allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-5), f"{kind} looks ahead at t={t}"
+        assert not torch.allclose(out[:, t + 1:], base[:, t + 1:], atol=1e-5)
+
+
+def test_causal_state_ignores_padding_length(tiny_cfg):
+    """GRU4Rec: left padding feeds zero vectors into a zero state, so the amount of padding in front of a
+    history does not change its final state."""
+    net, d = backbone(tiny_cfg, "gru4rec")
+    net.eval()
+    x, real = left_padded([5], 20, d)
+    short, short_real = x[:, -8:], real[:, -8:]
+    assert torch.allclose(net(x, real)[:, -1], net(short, short_real)[:, -1], atol=1e-5)
+
+
+def test_bert4rec_is_bidirectional(tiny_cfg):
+    net, d = backbone(tiny_cfg, "bert4rec")
+    net.eval()
+    x, real = left_padded([20], 20, d)
+    base = net(x, real)
+    changed = x.clone()
+    changed[:, -1] = torch.randn(d)
+    assert not torch.allclose(net(changed, real)[:, 5], base[:, 5], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_user_states_from_histories(tiny_cfg, kind):
+    cfg = tiny_cfg(f"backbone.kind={kind}")
+    model = recommender(cfg, 30)
+    model.eval()
+    history = torch.tensor([[0] * 15 + [3, 4, 5, 6, 7], [0] * 19 + [9], [0] * 20])
+    (state,) = model.user_states(history)
+    assert state.shape == (3, cfg.backbone.hidden_size) and torch.isfinite(state).all()
+    scores = model.score((state,))
+    assert scores.shape == (3, 31) and torch.isfinite(scores).all()
+    if kind != "bert4rec":
+        (full,) = model.encode(history)
+        assert torch.equal(state, full[:, -1])
