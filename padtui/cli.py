@@ -57,10 +57,10 @@ def cmd_run(args) -> int:
     if stages and stages[0] != "pretrain":
         raise InputError(f"--stages {args.stages}: a new run must start with pretrain (later stages read its checkpoint). "
                          "To continue a run, use `padtui resume RUN`.")
+    seeds = _seeds(args.seeds)
     from core.checks import preflight
 
     preflight(cfg, stages, Path(args.runs_dir))
-    seeds = _seeds(args.seeds)
     runs_dir = Path(args.runs_dir)
     from core.pipeline import create_run
 

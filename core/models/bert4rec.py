@@ -24,6 +24,8 @@ class BERT4Rec(nn.Module):
         self.mask_prob = cfg.mask_prob
         self.mask_vector = nn.Parameter(torch.randn(d) * 0.02)
         self.position = nn.Embedding(cfg.max_len, d)
+        nn.init.normal_(self.position.weight, std=0.02)  # the item table's scale: positions must not drown items
+        self.input_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(AttentionBlock(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
@@ -35,7 +37,7 @@ class BERT4Rec(nn.Module):
             real = real | masked
         keep = real.unsqueeze(-1).to(x.dtype)
         pos = self.position(torch.arange(x.shape[1], device=x.device))
-        h = self.dropout((x * x.shape[-1] ** 0.5 + pos) * keep)
+        h = self.dropout(self.input_norm(x + pos)) * keep
         n = x.shape[1]
         mask = additive_mask(real[:, None, :] | torch.eye(n, dtype=torch.bool, device=x.device))
         for block in self.blocks:

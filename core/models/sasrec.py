@@ -51,6 +51,8 @@ class SASRec(nn.Module):
         super().__init__()
         d = cfg.hidden_size
         self.position = nn.Embedding(cfg.max_len, d)
+        nn.init.normal_(self.position.weight, std=0.02)  # the item table's scale: positions must not drown items
+        self.input_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(AttentionBlock(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
@@ -66,7 +68,7 @@ class SASRec(nn.Module):
         """x: [B, L, d] item vectors (left-padded), real: [B, L] True at real items → states [B, L, d]."""
         keep = real.unsqueeze(-1).to(x.dtype)
         pos = self.position(torch.arange(x.shape[1], device=x.device))
-        h = self.dropout((x * x.shape[-1] ** 0.5 + pos) * keep)
+        h = self.dropout(self.input_norm(x + pos)) * keep
         mask = self.attention_mask(real)
         for block in self.blocks:
             h = block(h, mask) * keep
