@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from core.config import BackboneConfig
-from core.models.sasrec import AttentionBlock, additive_mask
+from core.models.sasrec import TransformerEncoder
 
 
 class BERT4Rec(nn.Module):
@@ -20,26 +20,15 @@ class BERT4Rec(nn.Module):
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
-        d = cfg.hidden_size
         self.mask_prob = cfg.mask_prob
-        self.mask_vector = nn.Parameter(torch.randn(d) * 0.02)
-        self.position = nn.Embedding(cfg.max_len, d)
-        nn.init.normal_(self.position.weight, std=0.02)  # the item table's scale: positions must not drown items
-        self.input_norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(AttentionBlock(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
-        self.norm = nn.LayerNorm(d)
+        self.mask_vector = nn.Parameter(torch.randn(cfg.hidden_size) * 0.02)
+        self.encoder = TransformerEncoder(cfg)
 
     def forward(self, x: torch.Tensor, real: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
         """masked: [B, L] True where the input is the [MASK] token (cloze positions / the appended query)."""
         if masked is not None:
             x = torch.where(masked.unsqueeze(-1), self.mask_vector.to(x.dtype), x)
             real = real | masked
-        keep = real.unsqueeze(-1).to(x.dtype)
-        pos = self.position(torch.arange(x.shape[1], device=x.device))
-        h = self.dropout(self.input_norm(x + pos)) * keep
         n = x.shape[1]
-        mask = additive_mask(real[:, None, :] | torch.eye(n, dtype=torch.bool, device=x.device))
-        for block in self.blocks:
-            h = block(h, mask) * keep
-        return self.norm(h) * keep
+        allowed = real[:, None, :] | torch.eye(n, dtype=torch.bool, device=x.device)
+        return self.encoder(x, real, allowed)

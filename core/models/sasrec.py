@@ -44,8 +44,9 @@ class AttentionBlock(nn.Module):
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
-class SASRec(nn.Module):
-    causal = True
+class TransformerEncoder(nn.Module):
+    """Item vectors + learned positions → LayerNorm → dropout → blocks → LayerNorm; pads stay zero.
+    Shared by SASRec (causal mask) and BERT4Rec (bidirectional mask)."""
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
@@ -57,19 +58,27 @@ class SASRec(nn.Module):
         self.blocks = nn.ModuleList(AttentionBlock(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
 
-    def attention_mask(self, real: torch.Tensor) -> torch.Tensor:
-        n = real.shape[1]
-        causal = torch.ones(n, n, dtype=torch.bool, device=real.device).tril()
-        allowed = causal & real[:, None, :]
-        allowed = allowed | torch.eye(n, dtype=torch.bool, device=real.device)  # never a fully masked row
-        return additive_mask(allowed)
-
-    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, d] item vectors (left-padded), real: [B, L] True at real items → states [B, L, d]."""
+    def forward(self, x: torch.Tensor, real: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """allowed: [B, L, L] boolean, query × key; the diagonal must be allowed (no fully masked row)."""
         keep = real.unsqueeze(-1).to(x.dtype)
         pos = self.position(torch.arange(x.shape[1], device=x.device))
         h = self.dropout(self.input_norm(x + pos)) * keep
-        mask = self.attention_mask(real)
+        mask = additive_mask(allowed)
         for block in self.blocks:
             h = block(h, mask) * keep
         return self.norm(h) * keep
+
+
+class SASRec(nn.Module):
+    causal = True
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.encoder = TransformerEncoder(cfg)
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, d] item vectors (left-padded), real: [B, L] True at real items → states [B, L, d]."""
+        n = real.shape[1]
+        causal = torch.ones(n, n, dtype=torch.bool, device=real.device).tril()
+        allowed = (causal & real[:, None, :]) | torch.eye(n, dtype=torch.bool, device=real.device)
+        return self.encoder(x, real, allowed)
