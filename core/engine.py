@@ -277,7 +277,16 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
-    model.load_state_dict(load_file(str(path)))
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except FileNotFoundError:
+        raise RunFailure(f"{path}: checkpoint missing; run the earlier stage first (`padtui resume` does).") from None
+    except RuntimeError as exc:  # parameter names or shapes differ: another padtui version or another config
+        first = str(exc).splitlines()[0]
+        raise RunFailure(
+            f"{path}: checkpoint does not fit the model built from this run's config.toml ({first}). It was "
+            "probably written by another padtui version; start a new run."
+        ) from None
 
 
 # ───────────────────────────── the loop ─────────────────────────────
