@@ -6,8 +6,6 @@ from typing import Any
 
 from rich.text import Text
 
-from core.config import list_presets, read_toml
-from core.errors import InputError
 from padtui.widgets.picker import Picker
 
 
@@ -21,15 +19,7 @@ def hyperparameters(data: dict) -> str:
 
 class BackbonePicker(Picker):
     TITLE = "Backbone"
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.presets: dict[str, dict] = {}
-        for name, path in list_presets("backbones").items():
-            try:
-                self.presets[name] = read_toml(path)
-            except InputError:
-                continue
+    KIND = "backbones"
 
     def preset_options(self) -> list[tuple[str, Text]]:
         out = []

@@ -9,8 +9,6 @@ from rich.text import Text
 from textual import work
 from textual.binding import Binding
 
-from core.config import list_presets, read_toml
-from core.errors import InputError
 from core.runs import cache_dir
 from padtui.widgets.picker import Picker
 
@@ -28,17 +26,12 @@ def stats_line(stats: dict) -> str:
 
 class DatasetPicker(Picker):
     TITLE = "Dataset"
+    KIND = "datasets"
     ACTIONS = (("hub", "+ Hugging Face dataset…"), ("local", "+ Local file…"))
     BINDINGS = [Binding("s", "stats", "Stats", id="setup.stats")]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.presets: dict[str, dict] = {}
-        for name, path in list_presets("datasets").items():
-            try:
-                self.presets[name] = read_toml(path)
-            except InputError:
-                continue
         self.stats: dict[str, dict | str] = {}  # preset -> stats, or "computing…" / an error line
 
     def preset_options(self) -> list[tuple[str, Text]]:

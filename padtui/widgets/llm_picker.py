@@ -8,8 +8,6 @@ from typing import Any
 
 from rich.text import Text
 
-from core.config import list_presets, read_toml
-from core.errors import InputError
 from padtui.widgets.picker import Picker
 
 
@@ -47,16 +45,11 @@ def availability(model: str, fetched: set[str]) -> tuple[str, str]:
 
 class LLMPicker(Picker):
     TITLE = "LLM"
+    KIND = "llms"
     ACTIONS = (("custom", "+ Hub id / local folder…"),)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.presets: dict[str, dict] = {}
-        for name, path in list_presets("llms").items():
-            try:
-                self.presets[name] = read_toml(path)
-            except InputError:
-                continue
         self.fetched = fetched_assets()
 
     def preset_options(self) -> list[tuple[str, Text]]:

@@ -15,9 +15,13 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from core.config import list_presets, read_toml
+from core.errors import InputError
+
 
 class Picker(Vertical):
     TITLE = ""
+    KIND = ""  # preset folder: "datasets" | "backbones" | "llms"
     ACTIONS: tuple[tuple[str, str], ...] = ()  # (action id, prompt)
 
     class Changed(Message):
@@ -31,6 +35,12 @@ class Picker(Vertical):
         self.customs: list[tuple[str, Any, str]] = []  # (option id, value, label)
         self.value: Any = None
         self.border_title = self.TITLE
+        self.presets: dict[str, dict] = {}  # preset name -> its TOML; unreadable files are left out
+        for name, path in list_presets(self.KIND).items():
+            try:
+                self.presets[name] = read_toml(path)
+            except InputError:
+                continue
 
     def compose(self) -> ComposeResult:
         yield OptionList(classes="picker-list")
