@@ -421,9 +421,7 @@ def parse_stages(spec: str | None) -> list[str]:
     for s in stages:
         if s not in STAGES:
             raise InputError(f"--stages: unknown stage '{s}'. Use a comma list of {', '.join(STAGES)}.")
-    ordered = [s for s in STAGES if s in stages]
-    # a later stage needs the earlier ones' checkpoints: allow only a prefix or a resumable tail
-    return ordered
+    return [s for s in STAGES if s in stages]  # always in pipeline order
 
 
 # ───────────────────────────── TOML writing ─────────────────────────────

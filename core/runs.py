@@ -269,17 +269,6 @@ class RunFolder:
         start = next((e for e in events if e["kind"] == "run_start"), {})
         first = events[0]["time"] if events else None
         last = events[-1]["time"] if events else None
-        results = self.results()
-        headline = {}
-        for stage in ("disentangle", "align", "pretrain"):
-            test = results.get("stages", {}).get(stage, {}).get("test")
-            if test:
-                headline = {
-                    "stage": stage,
-                    "NDCG@10": test.get("overall", {}).get("NDCG@10"),
-                    "cold NDCG@10": test.get("cold", {}).get("NDCG@10"),
-                }
-                break
         return {
             "name": self.name,
             "path": str(self.path),
@@ -288,8 +277,21 @@ class RunFolder:
             "seed": start.get("seed"),
             "started": first,
             "seconds": (last - first) if first and last else 0.0,
-            "headline": headline,
+            "headline": headline(self.results()),
         }
+
+
+def headline(results: dict) -> dict:
+    """The numbers a run list shows: the last finished stage's test NDCG@10, overall and cold."""
+    for stage in ("disentangle", "align", "pretrain"):
+        test = results.get("stages", {}).get(stage, {}).get("test")
+        if test:
+            return {
+                "stage": stage,
+                "NDCG@10": test.get("overall", {}).get("NDCG@10"),
+                "cold NDCG@10": test.get("cold", {}).get("NDCG@10"),
+            }
+    return {}
 
 
 def iter_runs(runs_dir: Path) -> Iterator[RunFolder]:

@@ -10,6 +10,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from core.runs import headline  # noqa: F401  (the run lists' numbers live with the run folder)
+
 STAGE_ROWS = (("pretrain", "SR baseline"), ("align", "aligned"), ("disentangle", "PAD"))
 GROUPS = ("overall", "warm", "cold")
 METRICS = ("HR@10", "NDCG@10")
@@ -73,14 +75,3 @@ def results_table(results: dict, split: str = "test", title: str | None = None) 
         table.add_row(label, *texts)
     return table
 
-
-def headline(results: dict) -> dict[str, float | None]:
-    """The numbers a run list shows: the last stage's overall and cold NDCG@10."""
-    for stage, _ in reversed(STAGE_ROWS):
-        if stage in results.get("stages", {}):
-            return {
-                "stage": stage,
-                "NDCG@10": metric(results, stage, "overall", "NDCG@10"),
-                "cold NDCG@10": metric(results, stage, "cold", "NDCG@10"),
-            }
-    return {}
