@@ -28,19 +28,11 @@ def find_item(texts: list[str], query: str) -> int:
     raise InputError(f"--neighbors '{query}': no item text contains it. Try part of a title, e.g. '{texts[0][:30]}'.")
 
 
-def _nearest(table: torch.Tensor, item: int, k: int) -> list[tuple[int, float]]:
-    unit = torch.nn.functional.normalize(table.float(), dim=-1)
-    sims = unit @ unit[item]
-    sims[0] = -2.0
-    sims[item] = -2.0
-    top = torch.topk(sims, min(k, len(sims) - 2))
-    return [(int(i), float(s)) for s, i in zip(top.values, top.indices)]
-
-
 @torch.no_grad()
 def neighbors(run: RunFolder, query: str, k: int = 8) -> dict[str, list[tuple[str, float]]]:
+    from core.engine import load_weights
     from core.stages import aligned_model, build_disentangle, pretrain_model
-    from core.text import embed_items
+    from core.text import embed_items, nearest_items
 
     cfg = load_saved_config(run.config_path)
     data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: None)
@@ -54,7 +46,7 @@ def neighbors(run: RunFolder, query: str, k: int = 8) -> dict[str, list[tuple[st
         return llm
 
     ctx = SimpleNamespace(cfg=cfg, data=data, run=run, llm_table=llm_table)
-    ctx.trained = lambda stage, model: (model.load_state_dict(_weights(run, stage)), model)[1]
+    ctx.trained = lambda stage, model: (load_weights(model, run.checkpoints / stage / "best.safetensors"), model)[1]
     tables: dict[str, torch.Tensor] = {}
     header = f"'{data.item_texts[item - 1]}' (item {item}, bin {int(data.item_bin[item])}, training freq {int(data.item_freq[item])})"
     tables[f"LLM embedding ({cfg.llm.model}) — {header}"] = llm_table()
@@ -64,19 +56,8 @@ def neighbors(run: RunFolder, query: str, k: int = 8) -> dict[str, list[tuple[st
     if "align" in done:
         tables["stage 2: aligned expert ê"] = ctx.trained("align", aligned_model(ctx)).tables()[0]
     if "disentangle" in done:
-        model = build_disentangle(ctx).model
-        model.load_state_dict(_weights(run, "disentangle"))
+        model = ctx.trained("disentangle", build_disentangle(ctx).model)
         for name, table in zip(model.names, model.tables()):
             tables[f"stage 3: {name} expert"] = table
-    for m in tables.values():
-        m.requires_grad_(False)
-    return {title: [(data.item_texts[i - 1], s) for i, s in _nearest(t.detach(), item, k)] for title, t in tables.items()}
+    return {title: [(data.item_texts[i - 1], s) for i, s in nearest_items(t.detach(), item, k)] for title, t in tables.items()}
 
-
-def _weights(run: RunFolder, stage: str) -> dict:
-    from safetensors.torch import load_file
-
-    path = run.checkpoints / stage / "best.safetensors"
-    if not path.is_file():
-        raise InputError(f"{path}: missing; stage '{stage}' has no best checkpoint in this run.")
-    return load_file(str(path))
