@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import os
 import platform
 import shutil
@@ -31,12 +32,16 @@ from core.runs import RunFolder, atomic_write_json, atomic_write_text, check_wri
 from core.stages import BUILDERS
 
 
-def create_run(cfg: RunConfig, runs_dir: Path, stages: list[str], path: Path | None = None) -> RunFolder:
+def create_run(cfg: RunConfig, runs_dir: Path, stages: list[str], path: Path | None = None,
+               reuse: Path | None = None) -> RunFolder:
+    """A new run folder. `reuse`: a finished run whose stages with identical inputs are copied, not trained."""
     check_writable(runs_dir)
     run = RunFolder(path or new_run_path(runs_dir, cfg.preset))
     run.path.mkdir(parents=True, exist_ok=False)
     try:
         atomic_write_json(run.path / "stages.json", stages)
+        if reuse is not None:
+            atomic_write_json(run.path / "reuse.json", {"from": str(Path(reuse).resolve())})
         atomic_write_text(run.config_path, config_to_toml(cfg))  # last: a folder with config.toml is a run
     except OSError as exc:
         shutil.rmtree(run.path, ignore_errors=True)
@@ -52,6 +57,86 @@ def run_stages(run: RunFolder) -> list[str]:
         return json.loads((run.path / "stages.json").read_text())
     except (OSError, ValueError):
         return list(STAGES)
+
+
+# ───────────────────────────── reusing finished stages ─────────────────────────────
+
+# names and display fields, logging and checkpoint cadence: they never change what a stage learns
+_NEUTRAL = {"preset", "description", "params", "log_every_steps", "checkpoint_every_steps", "num_workers", "threads"}
+
+
+def _strip(value):
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in _NEUTRAL}
+    return value
+
+
+def stage_inputs(cfg: RunConfig, stage: str) -> dict:
+    """Everything a stage's checkpoint and test numbers depend on: its own settings and every earlier stage's,
+    the data, the backbone, the seed, training and evaluation settings (and the LLM from align on)."""
+    d = cfg.to_dict()
+    order = list(STAGES)[: STAGES.index(stage) + 1]
+    out = {"seed": d["seed"], "dataset": d["dataset"], "backbone": d["backbone"], "eval": d["eval"],
+           "train": d["train"], "n_bins": d["stages"]["disentangle"]["n_bins"],
+           "stages": {s: d["stages"][s] for s in order}}
+    if stage != "pretrain":
+        out["llm"] = d["llm"]
+    return _strip(out)
+
+
+def first_difference(a, b, prefix: str = "") -> str | None:
+    """The first dotted key where two nested dicts differ, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{prefix[:-1]} ({b!r} there, {a!r} here)"
+
+
+def reusable_stages(cfg: RunConfig, stages: list[str], source: RunFolder) -> tuple[list[str], str]:
+    """The leading stages of `stages` that `source` finished with exactly the inputs `cfg` gives them, and why
+    the next one cannot be reused ("" when all can)."""
+    try:
+        source_cfg = load_saved_config(source.config_path)
+    except InputError as exc:
+        return [], str(exc)
+    done = source.results().get("stages", {})
+    out = []
+    for name in stages:
+        if name not in done or not (source.checkpoints / name / "best.safetensors").is_file():
+            return out, f"{name} is not finished there"
+        diff = first_difference(stage_inputs(cfg, name), stage_inputs(source_cfg, name))
+        if diff:
+            return out, f"{name} differs at {diff}"
+        out.append(name)
+    return out, ""
+
+
+def adopt_stages(ctx: "RunContext", source: RunFolder, results: dict) -> list[str]:
+    """Copy the reusable stages' best weights and results from `source` into this run (an ablation that only
+    changes stage 3 trains only stage 3). Each adopted stage gets a stage_end event that says where it came from."""
+    adopted, why = reusable_stages(ctx.cfg, run_stages(ctx.run), source)
+    if why:
+        ctx.log(f"reuse from {source.path}: {why}; training from there")
+    done = source.results()["stages"] if adopted else {}
+    for name in adopted:
+        if ctx.main:
+            folder = ctx.run.checkpoints / name
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / "best.safetensors.tmp"
+            shutil.copyfile(source.checkpoints / name / "best.safetensors", tmp)
+            os.replace(tmp, folder / "best.safetensors")
+        r = {**done[name], "reused_from": str(source.path)}
+        results["stages"][name] = r
+        ctx.log(f"stage {name}: reused from {source.path} (same inputs)")
+        ctx.emit("stage_end", name, best_epoch=r.get("best_epoch"), valid=r.get("valid"), test=r.get("test"),
+                 seconds=0.0, status="done", reused_from=str(source.path),
+                 **({"gate": r["gate"]} if "gate" in r else {}))
+    if ctx.main and adopted:
+        atomic_write_json(ctx.run.results_path, results)
+    return adopted
 
 
 def git_commit() -> str:
@@ -356,6 +441,9 @@ def execute(run: RunFolder, resume: bool = False) -> dict:
             })
         results.setdefault("protocol", protocol(cfg, data))
         results.setdefault("stages", {})
+        reuse = run.path / "reuse.json"
+        if not results["stages"] and reuse.is_file():
+            adopt_stages(ctx, RunFolder(Path(json.loads(reuse.read_text())["from"])), results)
         for name in stages:
             if name in results["stages"]:
                 continue

@@ -64,17 +64,18 @@ def cmd_run(args) -> int:
     runs_dir = Path(args.runs_dir)
     from core.pipeline import create_run
 
+    reuse = _reuse_sources(args.reuse, cfg, stages or list(STAGES), seeds)
     if seeds:
         group = new_run_path(runs_dir, cfg.preset)
         group.mkdir(parents=True)
         runs = []
         for seed in seeds:
             cfg.seed = seed
-            runs.append(create_run(cfg, runs_dir, stages, path=group / f"seed-{seed}"))
+            runs.append(create_run(cfg, runs_dir, stages, path=group / f"seed-{seed}", reuse=reuse.get(seed)))
         atomic_write_json(group / "group.json", {"preset": cfg.preset, "seeds": seeds, "stages": stages})
         target = group
     else:
-        runs = [create_run(cfg, runs_dir, stages)]
+        runs = [create_run(cfg, runs_dir, stages, reuse=reuse.get(cfg.seed))]
         target = runs[0].path
     print(f"run: {target}", flush=True)
     if args.detach:
@@ -92,6 +93,31 @@ def cmd_run(args) -> int:
     else:
         show_run(runs[0])
     return 0
+
+
+def _reuse_sources(source: str | None, cfg, stages: list[str], seeds: list[int]) -> dict[int, Path]:
+    """--reuse RUN|GROUP: per seed, the finished run whose identical stages are copied instead of trained."""
+    if not source:
+        return {}
+    from core.pipeline import reusable_stages
+
+    path = Path(source)
+    group = (path / "group.json").is_file()
+    if not group and not (path / "config.toml").is_file():
+        raise InputError(f"--reuse {source}: not a run folder or a seed group (no config.toml or group.json). "
+                         "List runs with `padtui runs`.")
+    out = {}
+    for seed in seeds or [cfg.seed]:
+        src = path / f"seed-{seed}" if group else path
+        if not (src / "config.toml").is_file():
+            raise InputError(f"--reuse {source}: no seed-{seed} in that group. Run the same seeds there first.")
+        cfg.seed = seed
+        reused, why = reusable_stages(cfg, stages, RunFolder(src))
+        note = f"reuse: seed {seed}: " if seeds else "reuse: "
+        console.print(note + (", ".join(reused) if reused else "nothing") + f" from {src}" + (f" ({why})" if why else ""),
+                      markup=False, highlight=False)
+        out[seed] = src
+    return out
 
 
 def cmd_worker(args) -> int:
@@ -435,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", help="comma list of seeds: one run per seed in a group folder")
     r.add_argument("--runs-dir", default=argparse.SUPPRESS)
     r.add_argument("--detach", action="store_true", help="start the worker in its own session and return")
+    r.add_argument("--reuse", metavar="RUN|GROUP", help="copy the stages a finished run (or the same seed of a group) "
+                   "trained with identical inputs instead of training them again (ablations of stage 2/3)")
     r.set_defaults(func=cmd_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
