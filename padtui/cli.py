@@ -376,10 +376,25 @@ def _find_any_preset(name: str) -> Path:
     raise InputError(f"unknown preset '{name}'. `padtui presets list` shows them all.")
 
 
+def _data_config(name: str, sets: list[str]):
+    """A run preset or file, or else a dataset preset name (`padtui data stats ml100k`)."""
+    try:
+        return load_run_config(name, sets)
+    except InputError:
+        if name.endswith(".toml") or os.sep in name or name not in list_presets("datasets"):
+            raise
+    from core.config import _apply_set, parse_set, resolve
+
+    data: dict = {"dataset": name}
+    for assignment in sets:
+        _apply_set(data, *parse_set(assignment))
+    return resolve(data, f"dataset preset {name}", name)
+
+
 def cmd_data(args) -> int:
     from core.data import load_data
 
-    cfg = load_run_config(args.preset, args.set or [])
+    cfg = _data_config(args.preset, args.set or [])
     data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: err.print(m, markup=False))
     stats = data.stats()
     from core.runs import cache_dir

@@ -197,6 +197,14 @@ def test_data_stats_json():
     assert code == 0 and "250 users" in out and "frequency bins" in out
 
 
+def test_data_stats_takes_a_dataset_preset_name_too():
+    code, out, err = invoke("data", "stats", "synthetic", "--json", "--set", "dataset.synthetic.n_users=250",
+                            "--set", "dataset.synthetic.n_items=120")
+    assert code == 0 and json.loads(out)["users"] == 250, err
+    code, _, err = invoke("data", "stats", "no-such-thing")
+    assert code == 2 and "unknown run preset 'no-such-thing'" in err
+
+
 def test_presets_list():
     code, out, _ = invoke("presets", "list")
     assert code == 0
