@@ -3,8 +3,10 @@
     python bench/quality.py                                   # default preset + backbones + ablations, seeds 1-5
     python bench/quality.py --presets ml100k-sasrec-smollm2 --seeds 1,2
 
-Every (preset, seed) is a real run in --runs-dir (existing finished groups are reused with --reuse), so the
-numbers can be inspected with `padtui show`. The quality bar (issue 3): PAD cold ≥ 1.10 × stage 1 cold and
+Every (preset, seed) is a real run in --runs-dir (existing finished groups are kept with --reuse), so the
+numbers can be inspected with `padtui show`. The first preset is the reference: every later preset reuses the
+stages whose inputs are identical to the reference's of the same seed (`padtui run --reuse`), so an ablation
+of stage 3 trains only stage 3. The quality bar (issue 3): PAD cold ≥ 1.10 × stage 1 cold and
 PAD overall ≥ 0.99 × stage 1 overall. Expect hours on 2 CPU cores for the full grid; minutes on a GPU.
 """
 
@@ -26,7 +28,7 @@ DEFAULT_PRESETS = [
 ]
 
 
-def run_group(preset: str, seeds: list[int], runs_dir: Path, reuse: bool) -> Path:
+def run_group(preset: str, seeds: list[int], runs_dir: Path, reuse: bool, reference: Path | None) -> Path:
     from core.config import load_run_config
     from core.pipeline import create_run, execute
     from core.runs import RunFolder, atomic_write_json
@@ -45,7 +47,8 @@ def run_group(preset: str, seeds: list[int], runs_dir: Path, reuse: bool) -> Pat
 
             shutil.rmtree(path)
         cfg = load_run_config(preset, [f"seed={seed}"])
-        run = create_run(cfg, runs_dir, ["pretrain", "align", "disentangle"], path=path)
+        source = reference / f"seed-{seed}" if reference is not None and reference != group else None
+        run = create_run(cfg, runs_dir, ["pretrain", "align", "disentangle"], path=path, reuse=source)
         t0 = time.time()
         execute(run)
         print(f"  {preset} seed {seed}: {time.time() - t0:.0f}s", flush=True)
@@ -67,8 +70,10 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}, python {platform.python_version()}")
     rows = []
+    reference = None
     for preset in args.presets.split(","):
-        group = run_group(preset, seeds, Path(args.runs_dir), args.reuse)
+        group = run_group(preset, seeds, Path(args.runs_dir), args.reuse, reference)
+        reference = reference or group
         _, summary = group_summary(group)
         rows.append((preset, summary))
     head = f"{'preset':<28} {'stage':<12} {'overall NDCG@10':>20} {'cold NDCG@10':>20} {'× s1 overall':>13} {'× s1 cold':>10}"
