@@ -278,15 +278,20 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 def load_weights(model: nn.Module, path: Path) -> None:
     try:
-        model.load_state_dict(load_file(str(path)))
+        saved = load_file(str(path))
     except FileNotFoundError:
         raise RunFailure(f"{path}: checkpoint missing; run the earlier stage first (`padtui resume` does).") from None
-    except RuntimeError as exc:  # parameter names or shapes differ: another padtui version or another config
-        first = str(exc).splitlines()[0]
+    own = model.state_dict()
+    problems = [f"missing {k}" for k in own if k not in saved] + [f"unexpected {k}" for k in saved if k not in own]
+    problems += [f"{k} has shape {tuple(v.shape)}, the model {tuple(own[k].shape)}"
+                 for k, v in saved.items() if k in own and v.shape != own[k].shape]
+    if problems:  # another padtui version or another config wrote it
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
         raise RunFailure(
-            f"{path}: checkpoint does not fit the model built from this run's config.toml ({first}). It was "
-            "probably written by another padtui version; start a new run."
-        ) from None
+            f"{path}: checkpoint does not fit the model built from this run's config.toml ({'; '.join(problems[:3])}"
+            f"{more}). It was probably written by another padtui version; start a new run."
+        )
+    model.load_state_dict(saved)
 
 
 # ───────────────────────────── the loop ─────────────────────────────

@@ -228,3 +228,23 @@ def test_library_wrapped_disk_errors_are_recognised(tmp_path):
         failure = disk_failure(run, exc)
         assert isinstance(failure, RunFailure) and "padtui resume" in str(failure), exc
     assert disk_failure(run, ValueError("bad shape")) is None
+
+
+def test_a_checkpoint_that_does_not_fit_names_the_parameters(tmp_path):
+    import torch
+    from torch import nn
+
+    from core.engine import load_weights, save_weights
+    from core.errors import RunFailure
+
+    path = tmp_path / "best.safetensors"
+    saved = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    save_weights(saved, path)
+    with pytest.raises(RunFailure) as info:
+        load_weights(nn.Sequential(nn.Linear(4, 16), nn.Linear(16, 2), nn.ReLU(), nn.Linear(2, 2)), path)
+    message = str(info.value)
+    assert "missing 3.weight" in message and "0.bias has shape (8,), the model (16,)" in message
+    assert "and 2 more" in message and str(path) in message
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    load_weights(model, path)  # a fitting checkpoint loads
+    assert torch.equal(model[0].weight, saved[0].weight) and torch.equal(model[1].bias, saved[1].bias)
