@@ -39,7 +39,8 @@ def run_group(preset: str, seeds: list[int], runs_dir: Path, reuse: bool, refere
     else:
         pending = seeds
     group.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(group / "group.json", {"preset": preset, "seeds": seeds})
+    known = sorted({int(p.name.split("-")[1]) for p in group.glob("seed-*")} | set(seeds))
+    atomic_write_json(group / "group.json", {"preset": preset, "seeds": known})
     for seed in pending:
         path = group / f"seed-{seed}"
         if path.exists():
@@ -74,7 +75,7 @@ def main() -> int:
     for preset in args.presets.split(","):
         group = run_group(preset, seeds, Path(args.runs_dir), args.reuse, reference)
         reference = reference or group
-        _, summary = group_summary(group)
+        _, summary = group_summary(group, seeds)  # only the seeds asked for: every row compares the same seeds
         rows.append((preset, summary))
     head = f"{'preset':<28} {'stage':<12} {'overall NDCG@10':>20} {'cold NDCG@10':>20} {'× s1 overall':>13} {'× s1 cold':>10}"
     print(f"\ntest NDCG@10, mean ± std over seeds {args.seeds} (history masked, full ranking)\n{head}\n{'-' * len(head)}")

@@ -252,9 +252,9 @@ def gate_table(gate: dict) -> Table:
     return table
 
 
-def group_summary(path: Path) -> tuple[list[int], dict]:
-    """mean and std over seeds of every test cell: {stage: {group: {metric: (mean, std, n)}}}."""
-    runs = [RunFolder(p) for p in sorted(path.glob("seed-*"))]
+def group_summary(path: Path, seeds: list[int] | None = None) -> tuple[list[int], dict]:
+    """mean and std over seeds (all, or the given ones) of every test cell: {stage: {group: {metric: (mean, std, n)}}}."""
+    runs = [RunFolder(path / f"seed-{s}") for s in seeds] if seeds else [RunFolder(p) for p in sorted(path.glob("seed-*"))]
     out: dict = {}
     seeds = []
     for run in runs:
