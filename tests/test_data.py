@@ -206,6 +206,38 @@ def test_local_folder_of_files(tmp_path):
     assert user_seqs(data.items, data.offsets, data.raw_item_ids) == EXPECTED
 
 
+@pytest.mark.parametrize("batch", [3, 100_000])
+def test_local_file_encoded_in_streaming_batches(tmp_path, monkeypatch, batch):
+    """The Arrow-batched encoding gives the same sequences whether a batch holds 3 rows or the whole file."""
+    from core.data import sources
+
+    monkeypatch.setattr(sources, "ENCODE_BATCH", batch)
+    write(FRAME, tmp_path / "ratings.parquet", "parquet")
+    raw = sources.load_interactions(local_cfg(tmp_path / "ratings.parquet"), seed=0)
+    assert raw["user"].dtype == np.int64 and raw["item"].dtype == np.int64  # codes, not strings
+    assert sorted(raw["user_ids"]) == ["a", "b", "c"] and sorted(raw["item_ids"]) == ["1", "2", "3", "4"]
+    assert [raw["item_ids"][c] for c in raw["item"]] == [str(i) for i in FRAME["item"]]  # source order kept
+    assert raw["time"].tolist() == FRAME["ts"].astype(float).tolist()
+    data = load_data(local_cfg(tmp_path / "ratings.parquet"), 2, use_cache=False, log=lambda m: None)
+    assert user_seqs(data.items, data.offsets, data.raw_item_ids) == EXPECTED
+
+
+def test_local_non_numeric_rating_names_the_column(tmp_path):
+    write(FRAME.assign(stars=["good"] * len(FRAME)), tmp_path / "ratings.csv", "csv")
+    with pytest.raises(InputError, match=r"'stars' \(dataset\.columns\.rating\) is not numeric"):
+        load_data(local_cfg(tmp_path / "ratings.csv"), 2, log=lambda m: None)
+
+
+def test_item_table_first_row_of_a_key_wins(tmp_path):
+    write(FRAME, tmp_path / "ratings.csv", "csv")
+    items = pd.DataFrame({"item_id": [2, 1, 2, 3], "title": ["Babe", "Heat", "Babe again", "Fargo"]})
+    write(items, tmp_path / "items.parquet", "parquet")
+    cfg = local_cfg(tmp_path / "ratings.csv",
+                    items=ItemTable(path=str(tmp_path / "items.parquet"), key="item_id", text="{title}"))
+    data = load_data(cfg, 2, log=lambda m: None)
+    assert data.item_texts == ["Heat", "Babe", "Fargo", "4"] and data.missing_text == 1
+
+
 def test_local_dates_as_time(tmp_path):
     frame = FRAME.assign(ts=pd.to_datetime(FRAME["ts"], unit="D").dt.strftime("%Y-%m-%d"))
     path = tmp_path / "dated.jsonl"

@@ -25,7 +25,7 @@ from core.data.sources import load_interactions, load_item_texts
 from core.errors import InputError
 from core.runs import atomic_write_json, cache_dir
 
-DATA_FORMAT = 2  # bump when the processed layout or protocol changes: old caches are then rebuilt
+DATA_FORMAT = 3  # bump when the processed layout or protocol changes: old caches are then rebuilt
 
 
 @dataclass
@@ -147,12 +147,26 @@ def _natural_key(raw: str):
     return (0, int(raw), "") if raw.isdigit() else (1, 0, raw)
 
 
-def build_sequences(raw: dict[str, np.ndarray], cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Filter, map ids, order each user's interactions chronologically (stable)."""
+def _codes(raw: dict, role: str) -> tuple[np.ndarray, list[str]]:
+    """(int64 codes, raw ids as strings) of the `user` or `item` column; raw id arrays are encoded here."""
+    if f"{role}_ids" in raw:
+        return np.asarray(raw[role], dtype=np.int64), raw[f"{role}_ids"]
+    vocab, codes = np.unique(np.asarray(raw[role]).astype(str), return_inverse=True)
+    return codes.astype(np.int64), vocab.tolist()
+
+
+def build_sequences(raw: dict, cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Filter, map ids, order each user's interactions chronologically (stable).
+
+    `raw` is what `load_interactions` returns (user / item codes into user_ids / item_ids) or plain raw id
+    arrays. Users come out in the order of their raw ids (as strings), items in natural order (numeric ids by
+    value), so the ids do not depend on the order of the source rows. Everything here is integer array work."""
     what = f"dataset '{cfg.preset or cfg.path}'"
     n0 = len(raw["user"])
     if n0 == 0:
         raise InputError(f"{what}: the data has no rows. Check dataset.path / split.")
+    user, user_ids = _codes(raw, "user")
+    item, item_ids = _codes(raw, "item")
     keep = np.ones(n0, dtype=bool)
     if cfg.filter.min_rating is not None:
         if "rating" not in raw:
@@ -163,8 +177,7 @@ def build_sequences(raw: dict[str, np.ndarray], cfg: DatasetConfig) -> tuple[np.
                 f"{what}: nothing left after dataset.filter.min_rating = {cfg.filter.min_rating} "
                 f"(ratings range {raw['rating'].min()}..{raw['rating'].max()}). Lower the threshold."
             )
-    users_all, user_codes = np.unique(raw["user"][keep], return_inverse=True)
-    counts = np.bincount(user_codes)
+    counts = np.bincount(user[keep], minlength=len(user_ids))
     min_len = max(3, cfg.filter.min_user_interactions)
     good_user = counts >= min_len
     if not good_user.any():
@@ -172,24 +185,22 @@ def build_sequences(raw: dict[str, np.ndarray], cfg: DatasetConfig) -> tuple[np.
             f"{what}: no user has ≥ {min_len} interactions after filtering (dataset.filter.min_user_interactions; "
             f"the most active user has {counts.max()}). Lower the filter."
         )
-    rows = np.flatnonzero(keep)[good_user[user_codes]]
-    user_codes = user_codes[good_user[user_codes]]
-    remap = np.cumsum(good_user) - 1
-    user_codes = remap[user_codes]
-    raw_users = [str(u) for u in users_all[good_user]]
-    item_raw = raw["item"][rows]
-    uniq_items, item_codes = np.unique(item_raw, return_inverse=True)
-    order_items = sorted(range(len(uniq_items)), key=lambda i: _natural_key(str(uniq_items[i])))
-    new_id = np.empty(len(uniq_items), dtype=np.int64)
-    new_id[np.array(order_items, dtype=np.int64)] = np.arange(1, len(uniq_items) + 1)
-    item_ids = new_id[item_codes]
-    raw_items = [str(uniq_items[i]) for i in order_items]
-    times = raw["time"][rows]
-    order = np.lexsort((rows, times, user_codes))  # user, then time, then source order (stable ties)
-    items = item_ids[order]
-    offsets = np.zeros(len(raw_users) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(user_codes, minlength=len(raw_users)), out=offsets[1:])
-    return items, offsets, raw_items, raw_users
+    rows = np.flatnonzero(keep & good_user[user])
+    kept_users = np.flatnonzero(good_user)
+    kept_users = kept_users[np.argsort(np.asarray([user_ids[u] for u in kept_users], dtype=str), kind="stable")]
+    new_user = np.full(len(user_ids), -1, dtype=np.int64)
+    new_user[kept_users] = np.arange(len(kept_users))
+    used = np.zeros(len(item_ids), dtype=bool)
+    used[item[rows]] = True
+    kept_items = sorted(np.flatnonzero(used).tolist(), key=lambda i: _natural_key(item_ids[i]))
+    new_item = np.zeros(len(item_ids), dtype=np.int64)
+    new_item[kept_items] = np.arange(1, len(kept_items) + 1)
+    user_codes = new_user[user[rows]]
+    order = np.lexsort((rows, raw["time"][rows], user_codes))  # user, then time, then source order (stable ties)
+    items = new_item[item[rows]][order]
+    offsets = np.zeros(len(kept_users) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(user_codes, minlength=len(kept_users)), out=offsets[1:])
+    return items, offsets, [item_ids[i] for i in kept_items], [user_ids[u] for u in kept_users]
 
 
 def data_fingerprint(cfg: DatasetConfig) -> str:

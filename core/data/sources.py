@@ -1,7 +1,10 @@
 """Raw interactions and item tables from the four sources: hub, local file, offline asset, synthetic.
 
-Every loader returns plain column arrays; everything after that (filtering, ordering, splitting) is shared.
-Loading errors become `InputError`s that say what was tried and how to fix it.
+Every loader returns the same compact form: user and item ids as integer codes into lists of the distinct raw
+ids, time and rating as float arrays; everything after that (filtering, ordering, splitting) is shared. Files
+and hub datasets stay memory-mapped Arrow tables and are encoded in streaming batches (`Dataset.map`), so a
+dataset of millions of interactions never becomes millions of Python strings. Loading errors become
+`InputError`s that say what was tried and how to fix it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from core.config import DatasetConfig
 from core.errors import InputError
 
+ENCODE_BATCH = 100_000  # rows per Arrow batch when encoding a `datasets` table (bounds the Python-side work)
 LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -85,12 +89,6 @@ def _columns_of(table) -> list[str]:
     return list(table.keys()) if isinstance(table, dict) else list(table.column_names)
 
 
-def _column(table, col: str) -> np.ndarray:
-    if isinstance(table, dict):
-        return np.asarray(table[col], dtype=object) if not isinstance(table[col], np.ndarray) else table[col]
-    return np.asarray(table.with_format("numpy")[col]) if len(table) else np.array([], dtype=object)
-
-
 def require_columns(table, wanted: dict[str, str], what: str, key_prefix: str) -> None:
     have = _columns_of(table)
     for role, col in wanted.items():
@@ -101,48 +99,121 @@ def require_columns(table, wanted: dict[str, str], what: str, key_prefix: str) -
             )
 
 
-def load_interactions(cfg: DatasetConfig, seed: int) -> dict[str, np.ndarray]:
-    """user / item / time (/ rating) arrays, in source order."""
-    cols = {"user": cfg.columns.user, "item": cfg.columns.item, "time": cfg.columns.time, "rating": cfg.columns.rating}
-    if cfg.source == "synthetic":
-        from core.data.synthetic import generate
+def _seconds(values, what: str, col: str) -> np.ndarray:
+    """A time column as float seconds: numbers as they are, dates and date strings since the epoch."""
+    import pandas as pd
 
-        table, _ = generate(cfg.synthetic, seed=0)
-        cols = {"user": "user_id", "item": "item_id", "time": "timestamp", "rating": "rating"}
-    elif cfg.source == "asset":
-        table = load_asset(cfg.path, ".inter")
-    elif cfg.source == "local":
-        table = load_local(cfg.path, "dataset")
-    else:
-        table = load_hub(cfg.path, cfg.name, cfg.split, cfg.revision, "dataset")
-    what = f"dataset '{cfg.preset or cfg.path}'"
-    require_columns(table, cols, what, "dataset.columns")
-    out = {
-        "user": np.asarray(_column(table, cols["user"])).astype(str),
-        "item": np.asarray(_column(table, cols["item"])).astype(str),
-    }
-    if cols["time"]:
-        raw_time = _column(table, cols["time"])
-        try:
-            out["time"] = np.asarray(raw_time, dtype=np.float64)
-        except (TypeError, ValueError):
-            import pandas as pd
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
+    try:
+        stamps = pd.to_datetime(pd.Series(values), utc=True)
+        return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+    except Exception:
+        raise InputError(
+            f"{what}: column '{col}' (dataset.columns.time) is neither numbers nor dates, e.g. {values[0]!r}. "
+            f"Map a timestamp column or leave time empty to keep file order."
+        ) from None
 
-            try:
-                out["time"] = pd.to_datetime(pd.Series(raw_time)).astype("int64").to_numpy() / 1e9
-            except Exception:
-                raise InputError(
-                    f"{what}: column '{cols['time']}' (dataset.columns.time) is neither numbers nor dates, "
-                    f"e.g. {raw_time[0]!r}. Map a timestamp column or leave time empty to keep file order."
-                ) from None
-    else:
-        out["time"] = np.zeros(len(out["user"]))
+
+def _ratings(values, what: str, col: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: column '{col}' (dataset.columns.rating) is not numeric.") from None
+
+
+def _encode_arrays(table: dict, cols: dict[str, str], what: str) -> dict:
+    """A small in-memory table (an asset file): ids to codes with numpy."""
+    out: dict = {}
+    for role in ("user", "item"):
+        vocab, codes = np.unique(np.asarray(table[cols[role]]).astype(str), return_inverse=True)
+        out[role], out[f"{role}_ids"] = codes.astype(np.int64), vocab.tolist()
+    n = len(out["user"])
+    out["time"] = _seconds(table[cols["time"]], what, cols["time"]) if cols["time"] else np.zeros(n)
     if cols["rating"]:
-        try:
-            out["rating"] = np.asarray(_column(table, cols["rating"]), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"{what}: column '{cols['rating']}' (dataset.columns.rating) is not numeric.") from None
+        out["rating"] = _ratings(table[cols["rating"]], what, cols["rating"])
     return out
+
+
+def _encode_dataset(table, cols: dict[str, str], what: str) -> dict:
+    """A `datasets.Dataset` (memory-mapped Arrow from a local file or the hub): user and item ids become integer
+    codes in one streaming batched `map` over Arrow batches, so the millions of raw ids are never Python
+    objects; only the distinct ids (`Dataset.unique`) and the compact code / time / rating columns are kept."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(table) == 0:
+        return {"user": np.zeros(0, np.int64), "item": np.zeros(0, np.int64), "time": np.zeros(0),
+                "user_ids": [], "item_ids": []}
+    schema = table.data.schema
+    vocab = {role: pa.array(table.unique(cols[role]), type=schema.field(cols[role]).type) for role in ("user", "item")}
+
+    def encode(batch: pa.Table) -> pa.Table:
+        out = {role: pc.index_in(batch[cols[role]], value_set=vocab[role]) for role in ("user", "item")}
+        if cols["time"]:
+            out["time"] = pa.array(_seconds(batch[cols["time"]].to_numpy(zero_copy_only=False), what, cols["time"]))
+        if cols["rating"]:
+            out["rating"] = pa.array(_ratings(batch[cols["rating"]].to_numpy(zero_copy_only=False), what, cols["rating"]))
+        return pa.table(out)
+
+    coded = table.with_format("arrow").map(
+        encode, batched=True, batch_size=ENCODE_BATCH, remove_columns=table.column_names, keep_in_memory=True,
+        desc="encoding interactions",
+    )
+    out = {name: coded.data.column(name).to_numpy() for name in coded.column_names}
+    out["user"], out["item"] = out["user"].astype(np.int64), out["item"].astype(np.int64)
+    if not cols["time"]:
+        out["time"] = np.zeros(len(out["user"]))
+    out["user_ids"] = [str(v) for v in vocab["user"].to_pylist()]
+    out["item_ids"] = [str(v) for v in vocab["item"].to_pylist()]
+    return out
+
+
+def load_interactions(cfg: DatasetConfig, seed: int) -> dict:
+    """Interactions in source order: `user` and `item` as int64 codes into the raw-id lists `user_ids` and
+    `item_ids`, `time` float64 (zeros when no time column is mapped), `rating` float64 when mapped."""
+    cols = {"user": cfg.columns.user, "item": cfg.columns.item, "time": cfg.columns.time, "rating": cfg.columns.rating}
+    what = f"dataset '{cfg.preset or cfg.path}'"
+    if cfg.source == "synthetic":
+        from core.data.synthetic import generate_interactions
+
+        return generate_interactions(cfg.synthetic, seed=0)
+    if cfg.source == "asset":
+        table = load_asset(cfg.path, ".inter")
+        require_columns(table, cols, what, "dataset.columns")
+        return _encode_arrays(table, cols, what)
+    table = load_local(cfg.path, "dataset") if cfg.source == "local" else load_hub(
+        cfg.path, cfg.name, cfg.split, cfg.revision, "dataset")
+    require_columns(table, cols, what, "dataset.columns")
+    return _encode_dataset(table, cols, what)
+
+
+def _item_rows(table, key: str, raw_ids: list[str]) -> np.ndarray:
+    """Row of each raw item id in the item table (the first row with that key), −1 where there is none; the
+    keys are compared as strings in Arrow, so a large item table is never turned into Python objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(table, dict):
+        keys = pa.array(np.asarray(table[key]).astype(str).tolist(), type=pa.string())
+    else:
+        keys = pc.cast(table.data.column(key), pa.string())
+    rows = pc.index_in(pa.array(raw_ids, type=pa.string()), value_set=keys)
+    return pc.fill_null(rows, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _item_values(table, columns: list[str], rows: np.ndarray, batch_size: int = 10_000):
+    """(number of rows, {column: values}) for `rows` in that order, batch by batch."""
+    if isinstance(table, dict) or not columns:
+        for start in range(0, len(rows), batch_size):
+            part = rows[start: start + batch_size]
+            yield len(part), {c: [table[c][r] for r in part] for c in columns}
+        return
+    chosen = table.select_columns(columns).select(rows)
+    for start, batch in zip(range(0, len(rows), batch_size), chosen.iter(batch_size=batch_size)):
+        yield min(batch_size, len(rows) - start), batch
 
 
 def _as_text(value: Any) -> str:
@@ -159,9 +230,9 @@ def load_item_texts(cfg: DatasetConfig, raw_ids: list[str]) -> tuple[list[str], 
     """Text of each raw item id from the item table and template; items without text use their id."""
     template = cfg.items.text
     if cfg.source == "synthetic":
-        from core.data.synthetic import generate
+        from core.data.synthetic import generate_items
 
-        _, table = generate(cfg.synthetic, seed=0)
+        table = generate_items(cfg.synthetic, seed=0)
         key = "item_id"
     elif not cfg.items.path:
         return [rid for rid in raw_ids], 0
@@ -176,31 +247,30 @@ def load_item_texts(cfg: DatasetConfig, raw_ids: list[str]) -> tuple[list[str], 
             table = load_local(cfg.items.path, "item table")
     require_columns(table, {"key": key}, "item table", "dataset.items")
     columns = _columns_of(table)
-    keys = np.asarray(_column(table, key)).astype(str)
-    index = {k: i for i, k in enumerate(keys)}
     needed = [c for c in columns if "{" + c + "}" in template]
-    values = {c: _column(table, c) for c in needed}
-    texts, missing = [], 0
-    for rid in raw_ids:
-        row = index.get(rid)
-        if row is None:
-            texts.append(rid)
-            missing += 1
-            continue
-        fields = {c: _as_text(values[c][row]) for c in needed}
-        fields.setdefault("item_id", rid)
-        try:
-            text = template.format_map(fields)
-        except KeyError as exc:
-            raise InputError(
-                f"dataset.items.text: the template names column {exc} which the item table lacks. "
-                f"Its columns are: {', '.join(columns)}."
-            ) from None
-        except (ValueError, IndexError) as exc:
-            raise InputError(f"dataset.items.text: malformed template {template!r}: {exc}.") from None
-        if needed and not any(fields[c] for c in needed):
-            texts.append(rid)
-            missing += 1
-        else:
-            texts.append(" ".join(text.split()))
+    rows = _item_rows(table, key, raw_ids)
+    found = np.flatnonzero(rows >= 0)
+    texts: list[str] = list(raw_ids)  # items without a row keep their id
+    missing = len(raw_ids) - len(found)
+    done = 0
+    for size, batch in _item_values(table, needed, rows[found]):
+        for j in range(size):
+            position = int(found[done + j])
+            rid = raw_ids[position]
+            fields = {c: _as_text(batch[c][j]) for c in needed}
+            fields.setdefault("item_id", rid)
+            try:
+                text = template.format_map(fields)
+            except KeyError as exc:
+                raise InputError(
+                    f"dataset.items.text: the template names column {exc} which the item table lacks. "
+                    f"Its columns are: {', '.join(columns)}."
+                ) from None
+            except (ValueError, IndexError) as exc:
+                raise InputError(f"dataset.items.text: malformed template {template!r}: {exc}.") from None
+            if needed and not any(fields[c] for c in needed):
+                missing += 1
+            else:
+                texts[position] = " ".join(text.split())
+        done += size
     return texts, missing
