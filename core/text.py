@@ -3,7 +3,9 @@
 This is the only place an LLM runs, and the expensive part of a run, so the table is cached under
 `cache_dir()/embeddings/<fingerprint>.safetensors`, keyed by everything that changes its values (model,
 revision, GGUF file, template, pooling, prompt, max length, normalisation, item map). A cache whose
-fingerprint or row count does not match is refused, never silently reused.
+fingerprint or row count does not match is refused, never silently reused. The table is used straight from
+that file, memory-mapped (200,000 items × 384 floats is 300 MB: one copy in the page cache, not one per
+reader), and written from the tensor's memory without an intermediate byte copy.
 
 GGUF models are dequantised once into a plain safetensors copy under `cache_dir()/llm/` because parsing a
 GGUF costs ~37 s on every load (FACTS.md); later loads take about a second.
@@ -29,7 +31,7 @@ import torch
 
 from core.config import LLMConfig
 from core.errors import InputError
-from core.runs import atomic_write_bytes, cache_dir
+from core.runs import cache_dir
 
 CACHE_FORMAT = "padtui-embeddings/1"  # bump when the embedding code changes what it computes
 TENSOR_NAME = "embeddings"
@@ -301,9 +303,11 @@ def _encode(tokenizer: Any, texts: list[str], cfg: LLMConfig) -> list[list[int]]
 
 @torch.inference_mode()
 def _embed_ids(
-    model: Any, ids: list[list[int]], pad_id: int, cfg: LLMConfig, device: Any, progress: Progress | None
+    model: Any, ids: list[list[int]], pad_id: int, cfg: LLMConfig, device: Any, progress: Progress | None,
+    zero_rows: int = 0,
 ) -> torch.Tensor:
-    """Forward in length-sorted batches; rows come back in the order of `ids`."""
+    """Forward in length-sorted batches; row zero_rows + i embeds ids[i] (the first `zero_rows` rows stay zero,
+    so the padding row needs no later concatenation, i.e. no second copy of the table)."""
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     out: torch.Tensor | None = None
     start = time.perf_counter()
@@ -322,8 +326,8 @@ def _embed_ids(
         if cfg.normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         if out is None:
-            out = torch.empty((len(ids), pooled.shape[1]), dtype=torch.float32)
-        out[torch.tensor(batch)] = pooled.cpu()
+            out = torch.zeros((zero_rows + len(ids), pooled.shape[1]), dtype=torch.float32)
+        out[torch.tensor(batch) + zero_rows] = pooled.cpu()
         done += len(batch)
         if progress is not None:
             progress(done, len(ids), done / max(time.perf_counter() - start, 1e-9))
@@ -331,8 +335,12 @@ def _embed_ids(
     return out
 
 
-def check_finite(table: torch.Tensor, where: str) -> None:
-    bad = (~torch.isfinite(table)).any(dim=1).nonzero().flatten().tolist()
+def check_finite(table: torch.Tensor, where: str, rows: int = 65536) -> None:
+    """Refuse NaN / infinite rows, naming them; row blocks at a time, so no table-sized temporary is made."""
+    bad: list[int] = []
+    for start in range(0, table.shape[0], rows):
+        block = ~torch.isfinite(table[start: start + rows]).all(dim=1)
+        bad += (block.nonzero().flatten() + start).tolist()
     if bad:
         shown = ", ".join(str(i) for i in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise InputError(
@@ -341,33 +349,55 @@ def check_finite(table: torch.Tensor, where: str) -> None:
         )
 
 
+def _mapped(path: Path, name: str) -> torch.Tensor:
+    """Tensor `name` of a float32 safetensors file, memory-mapped copy-on-write rather than read.
+
+    Its pages come from the page cache on demand, count as file-backed (reclaimable) memory rather than as a
+    second private copy, and are shared by every process on the machine that maps the same file (the ranks of
+    a multi-GPU run). Copy-on-write keeps the tensor writable for torch (no read-only warning) while nothing
+    is ever written back. The layout is the safetensors format: an 8-byte little-endian header length, the
+    JSON header (dtype, shape and `data_offsets` of each tensor), then the data section."""
+    import numpy as np
+
+    with open(path, "rb") as fh:
+        header_len = int.from_bytes(fh.read(8), "little")
+        entry = json.loads(fh.read(header_len))[name]
+    begin = 8 + header_len + int(entry["data_offsets"][0])
+    return torch.from_numpy(np.memmap(path, dtype="<f4", mode="c", offset=begin, shape=tuple(entry["shape"])))
+
+
 def load_embedding_cache(path: Path, fp: str, n_items: int) -> torch.Tensor:
-    """A cached table, memory-mapped; refused unless fingerprint and row count match."""
+    """A cached table, memory-mapped; refused unless fingerprint, dtype and row count match."""
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(str(path), framework="pt") as fh:  # validates the header; reads no tensor data
             meta = fh.metadata() or {}
-            table = fh.get_tensor(TENSOR_NAME) if TENSOR_NAME in fh.keys() else None
+            found = TENSOR_NAME in fh.keys()
+            if found:
+                part = fh.get_slice(TENSOR_NAME)
+                shape, dtype = tuple(part.get_shape()), part.get_dtype()
     except (SafetensorError, OSError) as exc:
         raise InputError(f"embedding cache {path} is unreadable ({_reason(exc)}); delete it to rebuild.") from None
-    if table is None or meta.get("format") != CACHE_FORMAT or meta.get("fingerprint") != fp:
+    if not found or meta.get("format") != CACHE_FORMAT or meta.get("fingerprint") != fp or dtype != "F32":
         raise InputError(
             f"embedding cache {path} was built for another fingerprint ({meta.get('fingerprint', 'none')}, "
             f"this run needs {fp}) or by another padtui version; delete it to rebuild."
         )
-    if table.shape[0] != n_items + 1 or table.ndim != 2:
+    if len(shape) != 2 or shape[0] != n_items + 1:
         raise InputError(
-            f"embedding cache {path} was built for {table.shape[0] - 1} items, this dataset has {n_items}; "
+            f"embedding cache {path} was built for {shape[0] - 1} items, this dataset has {n_items}; "
             f"delete it to rebuild, and check that the dataset's item map hash changes with its items."
         )
-    table = table.to(torch.float32)
+    table = _mapped(path, TENSOR_NAME)
     check_finite(table, f"embedding cache {path}")
     return table
 
 
 def _save_embedding_cache(path: Path, table: torch.Tensor, fp: str, cfg: LLMConfig, template: str, seconds: float):
-    from safetensors.torch import save
+    """Written straight from the tensor's memory (safetensors `save_file`, no in-memory byte copy of the
+    table) into a temp file that is renamed into place: a crash never leaves a half-written cache."""
+    from safetensors.torch import save_file
 
     meta = {
         "format": CACHE_FORMAT,
@@ -384,7 +414,17 @@ def _save_embedding_cache(path: Path, table: torch.Tensor, fp: str, cfg: LLMConf
         "seconds": f"{seconds:.1f}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_bytes(path, save({TENSOR_NAME: table.contiguous()}, metadata=meta))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({TENSOR_NAME: table.contiguous()}, tmp, metadata=meta)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def embed_items(
@@ -430,20 +470,23 @@ def embed_items(
             rows = torch.tensor(part, dtype=torch.long)
         gathered = accelerator.gather(local.to(accelerator.device)).cpu()
         where = accelerator.gather(rows.to(accelerator.device)).cpu()
-        body = torch.empty((n, gathered.shape[1]), dtype=torch.float32)
-        body[where] = gathered  # padding repeats the last item: writing it twice is harmless
+        table = torch.zeros((n + 1, gathered.shape[1]), dtype=torch.float32)
+        table[where + 1] = gathered  # padding repeats the last item: writing it twice is harmless
+        del gathered
     else:
-        body = _embed_ids(model, ids, tokenizer.pad_token_id, cfg, device, progress)
+        table = _embed_ids(model, ids, tokenizer.pad_token_id, cfg, device, progress, zero_rows=1)
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the training stages want the memory back
 
-    table = torch.cat([torch.zeros((1, body.shape[1]), dtype=torch.float32), body])
     check_finite(table, f"LLM '{cfg.model}'")  # on the full table, so row numbers are item ids
     if cache and (accelerator is None or accelerator.is_main_process):
         _save_embedding_cache(path, table, fp, cfg, template, time.perf_counter() - started)
     if multi:
         accelerator.wait_for_everyone()
+    if cache and path.is_file():  # (a node that does not share the cache folder keeps its in-memory table)
+        del table  # from here on the file is the table: mapped, not a second private copy
+        return load_embedding_cache(path, fp, n)
     return table
 
 

@@ -244,6 +244,43 @@ def test_cache_refuses_another_item_count_or_fingerprint(llama_dir):
         text.embed_items(TEXTS, cfg, TEMPLATE, "map-2")
 
 
+def mapped_files() -> set[str]:
+    """Files this process has memory-mapped (Linux)."""
+    with open("/proc/self/maps") as fh:
+        return {parts[5].strip() for parts in (line.split(None, 5) for line in fh) if len(parts) == 6}
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+
+
+@needs_proc
+def test_table_comes_back_memory_mapped_from_the_cache(llama_dir):
+    """A miss computes, writes and then maps the file (no second private copy); a hit maps it too."""
+    cfg = cfg_for(llama_dir)
+    built = text.embed_items(TEXTS, cfg, TEMPLATE, "map-mm")
+    path = text.embedding_cache_path(cfg, TEMPLATE, "map-mm")
+    assert str(path.resolve()) in mapped_files()
+    again = text.embed_items(TEXTS, cfg, TEMPLATE, "map-mm")
+    assert torch.equal(built, again) and built.dtype == torch.float32 and built.shape[0] == len(TEXTS) + 1
+    assert (built[0] == 0).all()
+    assert torch.equal(text.embed_items(TEXTS, cfg, TEMPLATE, "map-mm", cache=False), built)  # same numbers
+
+
+@needs_proc
+def test_mapped_table_round_trip(tmp_path):
+    table = torch.randn(5001, 48, generator=torch.Generator().manual_seed(0))
+    table[0] = 0
+    path = tmp_path / "embeddings" / "t.safetensors"
+    text._save_embedding_cache(path, table, "fp", LLMConfig(model="x"), "{title}", 1.0)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # the temp file was renamed into place
+    loaded = text.load_embedding_cache(path, "fp", 5000)
+    assert torch.equal(loaded, table) and str(path.resolve()) in mapped_files()
+    loaded[1] += 1.0  # copy-on-write: writable, and the file keeps its values
+    assert torch.equal(text.load_embedding_cache(path, "fp", 5000), table)
+    with pytest.raises(InputError, match="another fingerprint"):
+        text.load_embedding_cache(path, "other", 5000)
+
+
 def test_fingerprint_covers_what_changes_the_table(llama_dir):
     base = cfg_for(llama_dir)
     fp = text.fingerprint(base, TEMPLATE, "h")
