@@ -247,6 +247,7 @@ def save_last(ctx, folder: Path, state: dict) -> None:
     acc.wait_for_everyone()
     try:
         acc.save_state(str(tmp))
+        acc.wait_for_everyone()  # each process writes its own RNG state into tmp: all of them before the swap
         if acc.is_main_process:
             atomic_write_json(tmp / "trainer.json", state)
             _swap_in(tmp, folder)
@@ -417,7 +418,7 @@ def train_stage(ctx, stage: Stage) -> dict:
         ctx.log(f"{stage.name} epoch {epoch + 1}: loss {progress.mean().get('total', 0):.4f}  valid {metric} "
                 f"{value:.4f} (cold {metrics['cold'][metric]:.4f})  {train_seconds:.1f}s + eval {eval_seconds:.2f}s")
         if improved:
-            state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
+            state.update(best=value, best_epoch=epoch + 1, bad_epochs=0, best_valid=metrics)
             if acc.is_main_process:
                 save_weights(model, folder / "best.safetensors")
         else:
@@ -432,7 +433,9 @@ def train_stage(ctx, stage: Stage) -> dict:
     # test with the best-validation weights
     acc.wait_for_everyone()
     load_weights(model, folder / "best.safetensors")
-    valid, _ = evaluate(ctx, model, valid_loader)
+    # the best epoch's validation metrics are those of these weights (evaluation is deterministic): reuse them
+    # rather than ranking the whole catalogue again (a checkpoint from an older version may lack them)
+    valid = state.get("best_valid") or evaluate(ctx, model, valid_loader)[0]
     test_loader = acc.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data("test")), ctx.cfg.eval.batch_size))
     test, test_seconds = evaluate(ctx, model, test_loader)
     result = {

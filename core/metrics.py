@@ -19,26 +19,34 @@ def target_ranks(score_fn, target_scores: torch.Tensor, targets: torch.Tensor, h
     """Ranks [B] of `targets` [B].
 
     score_fn(start, stop) → scores [B, stop-start] of items start..stop-1; target_scores [B]; history [B, H]
-    item ids to mask (0 = none)."""
+    item ids to mask (0 = none). Each chunk counts every item scoring ≥ the target, then takes back the ones
+    that must not count — the target itself and each distinct masked history item — by gathering their few
+    scores from the same chunk, so no [B, chunk] mask is ever built and the counts match exactly what was
+    added."""
     if torch.isnan(target_scores).any():
         raise RunFailure("evaluation produced NaN scores (model weights diverged?)")
+    # what to take back: the target, and each distinct history item other than the target (0 = nothing)
+    if history is None:
+        exclude = targets[:, None]
+    else:
+        hist = torch.where(history == targets[:, None], torch.zeros_like(history), history)
+        hist, _ = hist.sort(dim=1)
+        hist[:, 1:][hist[:, 1:] == hist[:, :-1]] = 0  # duplicates (sorted, so they are neighbours)
+        exclude = torch.cat([targets[:, None], hist], dim=1)
     count = torch.zeros_like(targets)
     t = target_scores.float()[:, None]
     for start in range(1, n_items + 1, chunk):
         stop = min(n_items + 1, start + chunk)
         s = score_fn(start, stop).float()
-        if torch.isnan(s).any():
+        if torch.isnan(s.sum(dim=1)).any():  # a row sum is NaN when any score is (one cheap pass)
             raise RunFailure("evaluation produced NaN scores (model weights diverged?)")
-        width = stop - start
-        drop = torch.zeros(s.shape, dtype=torch.int32, device=s.device)
-        own = targets - start
-        inside = (own >= 0) & (own < width)
-        drop.scatter_add_(1, own.clamp(0, width - 1)[:, None], inside[:, None].int())
-        if history is not None:
-            idx = history - start
-            ok = (idx >= 0) & (idx < width) & (history > 0) & (history != targets[:, None])
-            drop.scatter_add_(1, idx.clamp(0, width - 1), ok.int())
-        count += ((s >= t) & (drop == 0)).sum(dim=1)
+        # counting in float is 3× faster than summing bools on CPU, and exact up to 2^24 per row
+        exact = torch.float32 if stop - start <= 2**24 else torch.float64
+        count += (s >= t).to(exact).sum(dim=1).long()
+        idx = exclude - start
+        inside = (idx >= 0) & (idx < stop - start) & (exclude > 0)
+        taken = s.gather(1, idx.clamp(0, stop - start - 1)) >= t
+        count -= (taken & inside).sum(dim=1)
     return count + 1
 
 
