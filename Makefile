@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup run demo test bench clean
+.PHONY: setup run demo test bench bench-scale clean
 
 $(BIN)/padtui: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,7 +29,12 @@ test: setup
 bench: setup
 	$(BIN)/padtui assets fetch
 	$(BIN)/python -m pytest -q -m slow
+	# every bench/*.py prints its table; bench/scale.py is the longest (three stages on 200,000 items)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+bench-scale: setup
+	$(BIN)/padtui assets fetch minilm
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

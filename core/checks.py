@@ -11,6 +11,9 @@ from core.errors import InputError
 from core.runs import check_writable
 
 
+FULL_LOGITS_WARN_BYTES = 2 * 2**30  # a full-softmax step above this is worth a warning before training
+
+
 def check_llm(cfg: RunConfig, item_map_hash: str) -> None:
     """The LLM is either already embedded (cache) or loadable: asset fetched, folder present, hub reachable."""
     from core import text
@@ -67,6 +70,14 @@ def preflight(cfg: RunConfig, stages: list[str], runs_dir: Path, warn: Callable[
         warn(f"warning: dataset '{name}': {data.missing_text} of {data.n_items} items have no text in the item "
              f"table ({cfg.dataset.items.path or 'none'}); their item id is used as their text. Check "
              f"dataset.items.key and dataset.items.text if that is not intended.")
+    for stage in stages:
+        sc = getattr(cfg.stages, stage)
+        logits = sc.batch_size * cfg.backbone.max_len * (data.n_items + 1) * 4 * 3  # scores, softmax, gradient
+        if sc.loss == "ce" and logits > FULL_LOGITS_WARN_BYTES:
+            warn(f"warning: stages.{stage}.loss = 'ce' scores every position against all {data.n_items:,} items: "
+                 f"about {logits / 2**30:.1f} GiB of logits per step (batch_size {sc.batch_size} × max_len "
+                 f"{cfg.backbone.max_len}). On a catalogue this size use loss = \"sampled_softmax\" (as the "
+                 f"scale-200k preset does) or a smaller stages.{stage}.batch_size.")
     if any(s in stages for s in ("align", "disentangle")):
         check_llm(cfg, data.item_map_hash)
     return data

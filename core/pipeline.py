@@ -19,7 +19,9 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +32,8 @@ from core.engine import STAGE_INDEX, eval_inputs, is_out_of_memory, load_weights
 from core.errors import InputError, Interrupted, RunFailure
 from core.runs import RunFolder, atomic_write_json, atomic_write_text, check_writable, new_run_path
 from core.stages import BUILDERS
+
+T = TypeVar("T")
 
 
 def create_run(cfg: RunConfig, runs_dir: Path, stages: list[str], path: Path | None = None,
@@ -48,6 +52,42 @@ def create_run(cfg: RunConfig, runs_dir: Path, stages: list[str], path: Path | N
         raise InputError(f"{run.path}: cannot write the run folder ({exc.strerror or exc}). Free space in "
                          f"{runs_dir} or pass --runs-dir to another folder.") from None
     return run
+
+
+def launched_processes() -> int:
+    """How many processes `accelerate launch` (or torchrun) started for this command; 1 for a plain one."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def _cpu_only() -> bool:
+    """Several processes on a machine without a GPU (torchrun on CPUs): Accelerate only joins them (gloo)
+    when told it runs on the CPU; with one process, or with GPUs, Accelerate decides as usual."""
+    return launched_processes() > 1 and not torch.cuda.is_available()
+
+
+def on_main_process(make: Callable[[], T]) -> T:
+    """`make()` on the main process only, its result handed to every process.
+
+    Under `accelerate launch` every process runs the same `padtui run`; each would otherwise create its own run
+    folder, and the other ranks would look for stage 1's checkpoint in a folder nobody wrote. An InputError on
+    the main process is raised on every process, so none is left waiting."""
+    if launched_processes() <= 1:
+        return make()
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState(cpu=_cpu_only())  # joins the launcher's process group; the Accelerator reuses it
+    box: list = [None]
+    if state.is_main_process:
+        try:
+            box[0] = ("ok", make())
+        except InputError as exc:
+            box[0] = ("error", str(exc))
+    broadcast_object_list(box, from_process=0)
+    status, value = box[0]
+    if status == "error":
+        raise InputError(value)
+    return value
 
 
 def run_stages(run: RunFolder) -> list[str]:
@@ -296,14 +336,21 @@ class RunContext:
 
 def make_accelerator(cfg: RunConfig):
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     mp = cfg.train.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    acc = Accelerator(mixed_precision=mp)
+    # Under DDP every rank builds the same buffers (the frozen LLM table, the item bins) from the same files;
+    # broadcasting them from rank 0 before every step (DDP's default) would resend the whole LLM table —
+    # 300 MB at 200,000 items — each step for nothing.
+    # (torch ≥ 2.13 calls the flag deprecated but says to keep it until `init_sync_buffers` exists: its
+    # replacement `forward_sync_buffers`, not offered by Accelerate, would still send the table at start-up.)
+    warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+    ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+    acc = Accelerator(mixed_precision=mp, kwargs_handlers=[ddp], cpu=_cpu_only())
     set_seed(cfg.seed)
     return acc
 

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from core.config import PRESET_KINDS, STAGES, list_presets, load_run_config, parse_stages, preset_path, read_toml
+from core.config import (PRESET_KINDS, STAGES, list_presets, load_run_config, load_saved_config, parse_stages,
+                         preset_path, read_toml)
 from core.errors import InputError, Interrupted, RunFailure
 from core.runs import RunFolder, atomic_write_json, default_runs_dir, iter_runs, new_run_path
 
@@ -62,22 +63,29 @@ def cmd_run(args) -> int:
 
     preflight(cfg, stages, Path(args.runs_dir))
     runs_dir = Path(args.runs_dir)
-    from core.pipeline import create_run
+    from core.pipeline import create_run, on_main_process
 
     reuse = _reuse_sources(args.reuse, cfg, stages or list(STAGES), seeds)
-    if seeds:
-        group = new_run_path(runs_dir, cfg.preset)
-        group.mkdir(parents=True)
-        runs = []
-        for seed in seeds:
-            cfg.seed = seed
-            runs.append(create_run(cfg, runs_dir, stages, path=group / f"seed-{seed}", reuse=reuse.get(seed)))
-        atomic_write_json(group / "group.json", {"preset": cfg.preset, "seeds": seeds, "stages": stages})
-        target = group
-    else:
-        runs = [create_run(cfg, runs_dir, stages, reuse=reuse.get(cfg.seed))]
-        target = runs[0].path
-    print(f"run: {target}", flush=True)
+
+    def create() -> tuple[Path, list[Path]]:
+        if seeds:
+            group = new_run_path(runs_dir, cfg.preset)
+            group.mkdir(parents=True)
+            runs = []
+            for seed in seeds:
+                cfg.seed = seed
+                runs.append(create_run(cfg, runs_dir, stages, path=group / f"seed-{seed}", reuse=reuse.get(seed)))
+            atomic_write_json(group / "group.json", {"preset": cfg.preset, "seeds": seeds, "stages": stages})
+            return group, [r.path for r in runs]
+        run = create_run(cfg, runs_dir, stages, reuse=reuse.get(cfg.seed))
+        return run.path, [run.path]
+
+    # under `accelerate launch` every process runs this command: they must all work in one run folder
+    target, paths = on_main_process(create)
+    runs = [RunFolder(p) for p in paths]
+    main = _launch_rank() == 0
+    if main:
+        print(f"run: {target}", flush=True)
     if args.detach:
         from core.pipeline import detach_worker
 
@@ -85,14 +93,32 @@ def cmd_run(args) -> int:
         console.print(f"worker pid {pid} (detached). Watch: padtui attach {target}   Stop: kill {pid}")
         return 0
     for run in runs:
-        code = _execute_with_progress(run, resume=False)
+        code = _execute_with_progress(run, resume=False) if main else _execute_quietly(run)
         if code:
             return code
+    if not main:
+        return 0
     if seeds:
         show_group(target)
     else:
         show_run(runs[0])
     return 0
+
+
+def _launch_rank() -> int:
+    """This process's rank under `accelerate launch` / torchrun (0 in a plain process)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _execute_quietly(run: RunFolder, resume: bool = False) -> int:
+    """A non-main process of a multi-process launch: trains its share, prints nothing but errors."""
+    from core.pipeline import execute
+
+    try:
+        execute(run, resume=resume)
+        return 0
+    except (Interrupted, RunFailure):
+        return 1  # the main process reports it
 
 
 def _reuse_sources(source: str | None, cfg, stages: list[str], seeds: list[int]) -> dict[int, Path]:
@@ -144,24 +170,33 @@ def cmd_resume(args) -> int:
         runs = [RunFolder(p) for p in sorted(path.glob("seed-*"))]
     else:
         runs = [RunFolder.open(path)]
-    for run in runs:
-        if run.status() == "running":
-            raise InputError(f"{run.path}: a live worker (pid {run.worker_pid()}) is running it. "
-                             f"Watch it with `padtui attach {run.path}`.")
-    print(f"run: {path}", flush=True)
-    if args.detach:
-        from core.pipeline import detach_worker
 
-        pid = detach_worker(path, resume=True)
+    def not_running() -> None:
+        for run in runs:
+            if run.status() == "running":
+                raise InputError(f"{run.path}: a live worker (pid {run.worker_pid()}) is running it. "
+                                 f"Watch it with `padtui attach {run.path}`.")
+
+    from core.pipeline import detach_worker, on_main_process
+
+    # under `accelerate launch`, the main process checks (before any rank takes the run's lock) and tells all
+    on_main_process(not_running)
+    main = _launch_rank() == 0
+    if main:
+        print(f"run: {path}", flush=True)
+    if args.detach:
+        processes = load_saved_config(runs[0].config_path).train.num_processes if runs else 1  # as the run began
+        pid = detach_worker(path, resume=True, num_processes=processes)
         console.print(f"worker pid {pid} (detached). Watch: padtui attach {path}")
         return 0
     for run in runs:
         if run.status() == "done":
             continue
-        code = _execute_with_progress(run, resume=True)
+        code = _execute_with_progress(run, resume=True) if main else _execute_quietly(run, resume=True)
         if code:
             return code
-    show_group(path) if len(runs) > 1 else show_run(runs[0])
+    if main:
+        show_group(path) if len(runs) > 1 else show_run(runs[0])
     return 0
 
 

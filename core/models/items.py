@@ -51,13 +51,16 @@ class LLMTable(nn.Module):
 
     def __init__(self, llm_table: torch.Tensor):
         super().__init__()
-        x = llm_table.float()
+        x = llm_table.float()  # float32 already: the memory-mapped cache itself, not a copy
         body = x[1:]
-        x = torch.cat([torch.zeros_like(x[:1]), (body - body.mean(0)) / body.std(0).clamp_min(1e-6)])
         self.register_buffer("x", x, persistent=False)
+        self.register_buffer("mean", body.mean(0), persistent=False)
+        self.register_buffer("std", body.std(0).clamp_min(1e-6), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.x[ids]
+        """Standardised on lookup (the same arithmetic as standardising the table, without a copy of it)."""
+        out = (self.x[ids] - self.mean) / self.std
+        return out.masked_fill((ids == 0).unsqueeze(-1), 0.0)
 
 
 class AlignedItems(nn.Module):

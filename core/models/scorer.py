@@ -112,15 +112,18 @@ class SeqRecommender(nn.Module):
         """Scores of users (state rows [P]) against:
         items=None → the catalogue slice [start, stop) (all items by default) → [P, stop-start];
         items [M] → items shared by all rows → [P, M];  items [P, M] → per-row items → [P, M]."""
-        tables = tables if tables is not None else self.tables()
         parts = []
-        for h, table in zip(state, tables):
+        for k, h in enumerate(state):
             if items is None:
+                table = tables[k] if tables is not None else self.experts[k].items.table()
                 parts.append(h @ table[start:stop].T)
-            elif items.dim() == 1:
-                parts.append(h @ table[items].T)
+                continue
+            # only the scored items are encoded (sampled softmax, bce): never the whole catalogue
+            vectors = tables[k][items] if tables is not None else self.experts[k].items(items)
+            if items.dim() == 1:
+                parts.append(h @ vectors.T)
             else:
-                parts.append(torch.einsum("pd,pmd->pm", h, table[items]))
+                parts.append(torch.einsum("pd,pmd->pm", h, vectors))
         if self.gate is None:
             return parts[0]
         if items is None:
