@@ -13,7 +13,6 @@ import math
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 from rich.console import Console
