@@ -31,7 +31,7 @@ from core.errors import Interrupted, RunFailure
 from core.losses import info_nce, mk_mmd, rec_loss, sample_negatives
 from core.metrics import grouped_metrics, target_ranks
 from core.models.scorer import SeqRecommender
-from core.runs import RunFolder, atomic_write_json
+from core.runs import RunFolder, atomic_write_file, atomic_write_json
 
 STAGE_INDEX = {"pretrain": 1, "align": 2, "disentangle": 3}
 
@@ -267,14 +267,8 @@ def find_last(folder: Path) -> Path | None:
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    try:
-        save_file(state, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_file(path, lambda tmp: save_file(state, str(tmp)))
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -30,7 +30,7 @@ from core.config import STAGES, RunConfig, config_to_toml, load_saved_config
 from core.data import SeqData, load_data
 from core.engine import STAGE_INDEX, eval_inputs, is_out_of_memory, load_weights, train_stage
 from core.errors import InputError, Interrupted, RunFailure
-from core.runs import RunFolder, atomic_write_json, atomic_write_text, check_writable, new_run_path
+from core.runs import RunFolder, atomic_write_file, atomic_write_json, atomic_write_text, check_writable, new_run_path
 from core.stages import BUILDERS
 
 T = TypeVar("T")
@@ -91,8 +91,6 @@ def on_main_process(make: Callable[[], T]) -> T:
 
 
 def run_stages(run: RunFolder) -> list[str]:
-    import json
-
     try:
         return json.loads((run.path / "stages.json").read_text())
     except (OSError, ValueError):
@@ -163,11 +161,8 @@ def adopt_stages(ctx: "RunContext", source: RunFolder, results: dict) -> list[st
     done = source.results()["stages"] if adopted else {}
     for name in adopted:
         if ctx.main:
-            folder = ctx.run.checkpoints / name
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / "best.safetensors.tmp"
-            shutil.copyfile(source.checkpoints / name / "best.safetensors", tmp)
-            os.replace(tmp, folder / "best.safetensors")
+            best = source.checkpoints / name / "best.safetensors"
+            atomic_write_file(ctx.run.checkpoints / name / "best.safetensors", lambda tmp: shutil.copyfile(best, tmp))
         r = {**done[name], "reused_from": str(source.path)}
         results["stages"][name] = r
         ctx.log(f"stage {name}: reused from {source.path} (same inputs)")

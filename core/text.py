@@ -31,7 +31,7 @@ import torch
 
 from core.config import LLMConfig
 from core.errors import InputError
-from core.runs import cache_dir
+from core.runs import atomic_write_file, cache_dir
 
 CACHE_FORMAT = "padtui-embeddings/1"  # bump when the embedding code changes what it computes
 TENSOR_NAME = "embeddings"
@@ -414,17 +414,7 @@ def _save_embedding_cache(path: Path, table: torch.Tensor, fp: str, cfg: LLMConf
         "seconds": f"{seconds:.1f}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({TENSOR_NAME: table.contiguous()}, tmp, metadata=meta)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_file(path, lambda tmp: save_file({TENSOR_NAME: table.contiguous()}, str(tmp), metadata=meta))
 
 
 def embed_items(
