@@ -361,12 +361,15 @@ def load_run_config(preset_or_file: str, overrides: list[str] | tuple[str, ...] 
     else:
         path = preset_path("runs", preset_or_file)
         name = preset_or_file
-    data = read_toml(path)
+    return resolve_with_sets(read_toml(path), overrides, str(path), name)
+
+
+def resolve_with_sets(data: dict, overrides: list[str] | tuple[str, ...], where: str, name: str = "") -> RunConfig:
+    """Apply `--set KEY=VALUE` overrides to a run's raw TOML data, then resolve and validate it."""
     for assignment in overrides:
         key, value = parse_set(assignment)
         _apply_set(data, key, value)
-    where = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
-    return resolve(data, where, name)
+    return resolve(data, f"{where} (with --set {' '.join(overrides)})" if overrides else where, name)
 
 
 def resolve(data: dict, where: str, name: str = "") -> RunConfig:

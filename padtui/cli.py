@@ -8,6 +8,7 @@ that train or inspect weights, so `padtui --help`, the TUI and listings start fa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -136,8 +137,7 @@ def _reuse_sources(source: str | None, cfg, stages: list[str], seeds: list[int])
         src = path / f"seed-{seed}" if group else path
         if not (src / "config.toml").is_file():
             raise InputError(f"--reuse {source}: no seed-{seed} in that group. Run the same seeds there first.")
-        cfg.seed = seed
-        reused, why = reusable_stages(cfg, stages, RunFolder(src))
+        reused, why = reusable_stages(dataclasses.replace(cfg, seed=seed), stages, RunFolder(src))
         note = f"reuse: seed {seed}: " if seeds else "reuse: "
         console.print(note + (", ".join(reused) if reused else "nothing") + f" from {src}" + (f" ({why})" if why else ""),
                       markup=False, highlight=False)
@@ -286,16 +286,16 @@ def gate_table(gate: dict) -> Table:
     return table
 
 
-def group_summary(path: Path, seeds: list[int] | None = None) -> tuple[list[int], dict]:
+def group_summary(path: Path, seeds: list[int] | None = None) -> tuple[list[str], dict]:
     """mean and std over seeds (all, or the given ones) of every test cell: {stage: {group: {metric: (mean, std, n)}}}."""
     runs = [RunFolder(path / f"seed-{s}") for s in seeds] if seeds else [RunFolder(p) for p in sorted(path.glob("seed-*"))]
     out: dict = {}
-    seeds = []
+    found = []
     for run in runs:
         res = run.results()
         if not res.get("stages"):
             continue
-        seeds.append(run.name)
+        found.append(run.name)
         for stage, sres in res["stages"].items():
             for group in ("overall", "warm", "cold"):
                 for metric, value in sres["test"][group].items():
@@ -306,7 +306,7 @@ def group_summary(path: Path, seeds: list[int] | None = None) -> tuple[list[int]
                 mean = sum(values) / len(values)
                 std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
                 group[metric] = (mean, std, len(values))
-    return seeds, out
+    return found, out
 
 
 def show_group(path: Path) -> None:
@@ -417,12 +417,9 @@ def _data_config(name: str, sets: list[str]):
     except InputError:
         if name.endswith(".toml") or os.sep in name or name not in list_presets("datasets"):
             raise
-    from core.config import _apply_set, parse_set, resolve
+    from core.config import resolve_with_sets
 
-    data: dict = {"dataset": name}
-    for assignment in sets:
-        _apply_set(data, *parse_set(assignment))
-    return resolve(data, f"dataset preset {name}", name)
+    return resolve_with_sets({"dataset": name}, sets, f"dataset preset {name}", name)
 
 
 def cmd_data(args) -> int:
