@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from core.config import load_run_config  # noqa: E402
 from core.data import load_data  # noqa: E402
-from core.engine import EvalDataset, eval_inputs, evaluate, train_stage  # noqa: E402
+from core.engine import EvalDataset, evaluate, train_stage  # noqa: E402
 from core.models import build_backbone  # noqa: E402
 from core.models.items import IDItems  # noqa: E402
 from core.models.scorer import Expert, SeqRecommender  # noqa: E402

@@ -25,13 +25,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from core.config import RunConfig, StageConfig
+from core.config import StageConfig
 from core.data import SeqData
 from core.errors import Interrupted, RunFailure
 from core.losses import info_nce, mk_mmd, rec_loss, sample_negatives
 from core.metrics import grouped_metrics, target_ranks
 from core.models.scorer import SeqRecommender
-from core.runs import RunFolder, atomic_write_file, atomic_write_json
+from core.runs import atomic_write_file, atomic_write_json
 
 STAGE_INDEX = {"pretrain": 1, "align": 2, "disentangle": 3}
 

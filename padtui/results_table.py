@@ -10,7 +10,6 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from core.runs import headline  # noqa: F401  (the run lists' numbers live with the run folder)
 
 STAGE_ROWS = (("pretrain", "SR baseline"), ("align", "aligned"), ("disentangle", "PAD"))
 GROUPS = ("overall", "warm", "cold")

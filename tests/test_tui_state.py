@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from padtui.results_table import fmt_change, headline, relative_change, rows
+from core.runs import headline
+from padtui.results_table import fmt_change, relative_change, rows
 from padtui.screens.dataset_source import guess, read_columns
 from padtui.screens.run_state import STAGES, RunState, fmt_seconds
 from test_tui_support import demo_events, first_index
