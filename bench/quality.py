@@ -48,7 +48,7 @@ def run_group(preset: str, seeds: list[int], runs_dir: Path, reuse: bool, refere
 
             shutil.rmtree(path)
         cfg = load_run_config(preset, [f"seed={seed}"])
-        source = reference / f"seed-{seed}" if reference is not None and reference != group else None
+        source = reference / f"seed-{seed}" if reference is not None and reference.resolve() != group.resolve() else None
         run = create_run(cfg, runs_dir, ["pretrain", "align", "disentangle"], path=path, reuse=source)
         t0 = time.time()
         execute(run)
@@ -62,6 +62,9 @@ def main() -> int:
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--runs-dir", default="runs/bench")
     ap.add_argument("--reuse", action="store_true", help="keep finished seeds of earlier bench runs")
+    ap.add_argument("--reuse-from", type=Path, default=None, metavar="GROUP",
+                    help="a finished group (seed-N folders) whose identical stages every preset reuses, e.g. after "
+                         "a change to stage 3 only")
     args = ap.parse_args()
     import torch
 
@@ -71,7 +74,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}, python {platform.python_version()}")
     rows = []
-    reference = None
+    reference = args.reuse_from
     for preset in args.presets.split(","):
         group = run_group(preset, seeds, Path(args.runs_dir), args.reuse, reference)
         reference = reference or group

@@ -149,6 +149,12 @@ class DisentangleConfig(StageConfig):
     frequency_aware: bool = True
     gate_init_aligned: float = -4.0
     experts: list[str] = field(default_factory=lambda: ["id", "aligned", "text"])
+    # weight of the experts' own L_rec (their mean) next to the mixed one; 0 = DESIGN: the mixed loss only
+    expert_loss: float = 0.0
+    # "train" = DESIGN: the gate learns with the experts on the training loss; "valid": after training, the
+    # gate alone (experts fixed) is re-fitted on the validation split's next-item loss. Test stays unseen.
+    gate_fit: Literal["train", "valid"] = "train"
+    gate_fit_steps: int = 300
     adapter_layers: int = 1
     adapter_dropout: float = 0.2
 

@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -131,6 +131,8 @@ class Stage:
     cfg: StageConfig
     align: nn.Module | None = None
     extras: Callable[[SeqRecommender], dict] | None = None  # extra numbers for eval events (gate weights)
+    # after training, with the best weights loaded: adjusts them (the gate re-fit) and returns numbers to keep
+    finish: Callable[[Any, SeqRecommender], dict] | None = None
 
 
 class AlignmentLoss(nn.Module):
@@ -154,14 +156,25 @@ class AlignmentLoss(nn.Module):
         return self.weight * mk_mmd(source, target, self.kernel)
 
 
+class _OneExpert:
+    """One expert of a mixture, scored on its own (for the per-expert loss)."""
+
+    def __init__(self, model: SeqRecommender, k: int):
+        self.model, self.k = model, k
+
+    def score(self, state, items=None):
+        return self.model.score(state, items, only=self.k)
+
+
 class StageModule(nn.Module):
     """Wraps the recommender so that the whole loss is computed in `forward` (what DDP synchronises)."""
 
-    def __init__(self, model: SeqRecommender, loss: str, align: nn.Module | None):
+    def __init__(self, model: SeqRecommender, loss: str, align: nn.Module | None, expert_loss: float = 0.0):
         super().__init__()
         self.model = model
         self.loss = loss
         self.align = align
+        self.expert_loss = expert_loss
 
     def forward(self, seq, targets, masked, negatives):
         states = self.model.encode(seq, masked if masked.numel() else None)
@@ -169,6 +182,10 @@ class StageModule(nn.Module):
         selected = tuple(s[pos] for s in states)
         negs = negatives[pos] if negatives.dim() == 2 else negatives
         losses = {"rec": rec_loss(self.model, selected, targets[pos], self.loss, negs)}
+        if self.expert_loss > 0 and self.model.gate is not None:
+            own = [rec_loss(_OneExpert(self.model, k), selected, targets[pos], self.loss, negs)
+                   for k in range(len(self.model.names))]
+            losses["experts"] = self.expert_loss * sum(own) / len(own)
         if self.align is not None and self.align.weight > 0:
             losses["mmd" if self.align.objective == "mmd" else "infonce"] = self.align(self.model, seq)
         losses["total"] = sum(losses.values())
@@ -322,7 +339,7 @@ def train_stage(ctx, stage: Stage) -> dict:
     dataset = WindowDataset(windows, users, seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, drop_last=False)
     optimizer = torch.optim.AdamW(stage.param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    module = StageModule(stage.model, cfg.loss, stage.align)
+    module = StageModule(stage.model, cfg.loss, stage.align, getattr(cfg, "expert_loss", 0.0))
     module, optimizer, loader = acc.prepare(module, optimizer, loader)
     model: SeqRecommender = acc.unwrap_model(module).model
     valid_loader = acc.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data("valid")), ctx.cfg.eval.batch_size))
@@ -427,6 +444,14 @@ def train_stage(ctx, stage: Stage) -> dict:
     # test with the best-validation weights
     acc.wait_for_everyone()
     load_weights(model, folder / "best.safetensors")
+    if stage.finish is not None and "finished" not in state:
+        # the adjusted weights replace best.safetensors before the state says so: a crash in between re-runs
+        # the adjustment from the adjusted weights, which a re-fit on the same data leaves where it is
+        state["finished"] = stage.finish(ctx, model)
+        state["best_valid"] = evaluate(ctx, model, valid_loader)[0]
+        if acc.is_main_process:
+            save_weights(model, folder / "best.safetensors")
+        save_last(ctx, folder / "last", state)
     # the best epoch's validation metrics are those of these weights (evaluation is deterministic): reuse them
     # rather than ranking the whole catalogue again (a checkpoint from an older version may lack them)
     valid = state.get("best_valid") or evaluate(ctx, model, valid_loader)[0]
@@ -439,6 +464,7 @@ def train_stage(ctx, stage: Stage) -> dict:
     }
     if stage.extras:
         result.update(stage.extras(model))
+    result.update(state.get("finished") or {})
     ctx.emit("stage_end", stage.name, best_epoch=state["best_epoch"], valid=valid, test=test,
              seconds=result["seconds"], status="done")
     acc.free_memory()

@@ -108,12 +108,15 @@ class SeqRecommender(nn.Module):
         return [e.items.table() for e in self.experts]
 
     def score(self, state: State, items: torch.Tensor | None = None, tables: list[torch.Tensor] | None = None,
-              start: int = 0, stop: int | None = None) -> torch.Tensor:
+              start: int = 0, stop: int | None = None, only: int | None = None) -> torch.Tensor:
         """Scores of users (state rows [P]) against:
         items=None → the catalogue slice [start, stop) (all items by default) → [P, stop-start];
-        items [M] → items shared by all rows → [P, M];  items [P, M] → per-row items → [P, M]."""
+        items [M] → items shared by all rows → [P, M];  items [P, M] → per-row items → [P, M].
+        only=k: expert k's own scores, no gate."""
         parts = []
         for k, h in enumerate(state):
+            if only is not None and k != only:
+                continue
             if items is None:
                 table = tables[k] if tables is not None else self.experts[k].items.table()
                 parts.append(h @ table[start:stop].T)
@@ -124,7 +127,7 @@ class SeqRecommender(nn.Module):
                 parts.append(h @ vectors.T)
             else:
                 parts.append(torch.einsum("pd,pmd->pm", h, vectors))
-        if self.gate is None:
+        if self.gate is None or only is not None:
             return parts[0]
         if items is None:
             stop = self.n_items + 1 if stop is None else stop

@@ -1,0 +1,212 @@
+"""The PAD method itself (DESIGN §3): MK-MMD, the frequency gate, how the stages chain, the gate re-fit, and
+all three stages with every backbone and every loss on synthetic data with a tiny on-the-fly LLM."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY
+from core.losses import mk_mmd
+from core.models.scorer import FrequencyGate
+from core.runs import RunFolder
+from padtui import cli
+from test_resume import tiny_llm
+
+
+# ───────────────────────────── MK-MMD ─────────────────────────────
+
+
+def samples(shift: float = 0.0, n: int = 300, d: int = 8, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g) + shift
+
+
+def test_mmd_is_near_zero_for_one_distribution_and_large_for_a_shifted_one():
+    same = float(mk_mmd(samples(seed=1), samples(seed=2)))
+    shifted = float(mk_mmd(samples(seed=1), samples(1.0, seed=2)))
+    assert abs(same) < 0.01
+    assert shifted > 0.3 and shifted > 30 * abs(same)
+
+
+def test_mmd_is_symmetric():
+    a, b = samples(seed=3), samples(0.5, seed=4)
+    assert float(mk_mmd(a, b)) == pytest.approx(float(mk_mmd(b, a)), rel=1e-5)
+
+
+def test_mmd_matches_a_hand_computed_four_point_example():
+    s, t = [[0.0, 0.0], [1.0, 0.0]], [[0.0, 2.0], [1.0, 3.0]]
+    z = s + t
+    d2 = [[(a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2 for b in z] for a in z]
+    mean_d = sum(d2[i][j] for i in range(4) for j in range(4) if i != j) / 12
+    k = [[sum(math.exp(-d2[i][j] / (2 * 2.0**u * mean_d)) for u in range(-3, 2)) for j in range(4)] for i in range(4)]
+    expected = k[0][1] + k[2][3] - 2 * (k[0][2] + k[0][3] + k[1][2] + k[1][3]) / 4
+    got = float(mk_mmd(torch.tensor(s), torch.tensor(t)))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert expected > 0.1  # the example is not trivially zero
+
+
+def test_mmd_gradients_reach_both_inputs():
+    a, b = samples(seed=5, n=50).requires_grad_(), samples(0.7, seed=6, n=50).requires_grad_()
+    mk_mmd(a, b).backward()
+    for x in (a, b):
+        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+# ───────────────────────────── gate ─────────────────────────────
+
+
+def test_gate_initial_weights_match_design():
+    w = FrequencyGate(["id", "aligned", "text"], 10).weights()
+    assert w.shape == (3, 11)
+    assert w[:, 1].tolist() == pytest.approx([0.568, 0.013, 0.419], abs=1e-3)
+    assert w[:, 10].tolist() == pytest.approx([0.404, 0.005, 0.591], abs=1e-3)
+    assert torch.allclose(w.sum(dim=0), torch.ones(11))
+    # the collaborative expert's share falls and the text expert's rises towards the tail
+    assert (w[0, 2:] < w[0, 1:-1]).all() and (w[2, 2:] > w[2, 1:-1]).all()
+
+
+def test_gate_weights_depend_only_on_the_items_bin():
+    gate = FrequencyGate(["id", "aligned", "text"], 4)
+    with torch.no_grad():
+        gate.logits.normal_()
+    bins = torch.tensor([[1, 3, 1, 4], [4, 2, 2, 3]])
+    w = gate.for_items(bins)  # [K, 2, 4]
+    assert torch.allclose(w.sum(dim=0), torch.ones(2, 4))
+    for b in range(1, 5):
+        cols = w[:, bins == b]
+        assert torch.allclose(cols, gate.weights()[:, b : b + 1].expand_as(cols))
+
+
+def test_one_shared_gate_without_frequency_awareness():
+    gate = FrequencyGate(["id", "aligned", "text"], 10, frequency_aware=False)
+    w = gate.for_items(torch.arange(1, 11))
+    assert gate.logits.shape == (3, 1) and torch.allclose(w, w[:, :1].expand_as(w))
+    assert list(gate.table()) == ["all"]
+
+
+# ───────────────────────────── runs ─────────────────────────────
+
+
+@pytest.fixture(scope="module")
+def llm_dir(tmp_path_factory) -> Path:
+    return tiny_llm(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def run(runs_dir: Path, llm_dir: Path, *sets: str, reuse: Path | None = None) -> RunFolder:
+    args = ["run", "demo", "--runs-dir", str(runs_dir)]
+    for s in (*TINY, f"llm.model={llm_dir}", "train.log_every_steps=100", *sets):
+        args += ["--set", s]
+    if reuse is not None:
+        args += ["--reuse", str(reuse)]
+    before = set(runs_dir.iterdir())
+    code = cli.main(args)
+    folder = next(iter(set(runs_dir.iterdir()) - before))
+    assert code == 0, "\n".join(RunFolder(folder).log_tail(30))
+    return RunFolder(folder)
+
+
+@pytest.fixture(scope="module")
+def base(llm_dir, tmp_path_factory) -> RunFolder:
+    """One finished tiny three-stage run (SASRec, ce), shared by the chaining and gate re-fit tests."""
+    tmp = tmp_path_factory.mktemp("pad-base")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PADTUI_CACHE", str(tmp / "cache"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        (tmp / "runs").mkdir()
+        return run(tmp / "runs", llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=2")
+
+
+def weights(run_: RunFolder, stage: str) -> dict[str, torch.Tensor]:
+    return load_file(str(run_.checkpoints / stage / "best.safetensors"))
+
+
+def context(run_: RunFolder):
+    from core.config import load_saved_config
+    from core.data import load_data
+    from core.pipeline import RunContext, make_accelerator
+
+    cfg = load_saved_config(run_.config_path)
+    data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: None)
+    return RunContext(run_, cfg, make_accelerator(cfg), data)
+
+
+def test_stage_2_starts_from_stage_1_and_leaves_its_expert_alone(base):
+    from core.stages import build_align
+
+    s1, s2 = weights(base, "pretrain"), weights(base, "align")
+    start = build_align(context(base)).model.state_dict()
+    # E_al and f_al start as copies of stage 1's table and backbone …
+    for key, value in s1.items():
+        assert torch.equal(start[key.replace("items.embedding", "items.ids.embedding")], value), key
+    # … which stage 2 then trains, while stage 1's weights, saved before stage 2 began, are not written again
+    assert not torch.equal(s2["experts.0.items.ids.embedding.weight"], s1["experts.0.items.embedding.weight"])
+    align_start = next(e["time"] for e in base.events() if e["kind"] == "stage_start" and e["stage"] == "align")
+    assert (base.checkpoints / "pretrain" / "best.safetensors").stat().st_mtime <= align_start
+
+
+def test_stage_3_starts_from_both_earlier_stages(base):
+    from core.stages import build_disentangle
+
+    model = build_disentangle(context(base)).model
+    assert model.names == ["id", "aligned", "text"]
+    for k, stage in ((0, "pretrain"), (1, "align")):
+        saved = weights(base, stage)
+        mine = {n: p for n, p in model.experts[k].state_dict().items()}
+        assert len(mine) == len(saved)
+        for name, value in saved.items():
+            assert torch.equal(mine[name.split(".", 2)[2]], value), f"expert {model.names[k]}: {name}"
+
+
+def test_results_hold_three_stages_and_the_gate(base):
+    stages = base.results()["stages"]
+    assert list(stages) == ["pretrain", "align", "disentangle"]
+    for result in stages.values():
+        for group in ("overall", "warm", "cold"):
+            assert 0 <= result["test"][group]["NDCG@10"] <= 1
+    gate = stages["disentangle"]["gate"]
+    assert list(gate) == [str(b) for b in range(1, 11)]
+    assert all(sum(w.values()) == pytest.approx(1, abs=1e-3) for w in gate.values())
+    logged = [e["gate"] for e in base.events() if e["kind"] == "eval" and e["stage"] == "disentangle"]
+    assert len(logged) == stages["disentangle"]["epochs_run"]
+
+
+def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, llm_dir, runs_dir):
+    refit = run(runs_dir, llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=2",
+                "stages.disentangle.gate_fit=\"valid\"", "stages.disentangle.gate_fit_steps=50", reuse=base.path)
+    result = refit.results()["stages"]["disentangle"]
+    first, last = result["gate_fit_loss"]
+    assert last < first
+    assert result["gate"] != result["gate_trained"]
+    # same training as the base run (same seed, same inputs): only the gate differs afterwards
+    mine, theirs = weights(refit, "disentangle"), weights(base, "disentangle")
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        assert torch.equal(mine[name], theirs[name]) != (name == "gate.logits"), name
+
+
+def test_expert_loss_is_logged_as_its_own_component(base, llm_dir, runs_dir):
+    other = run(runs_dir, llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=1",
+                "stages.disentangle.expert_loss=1.0", reuse=base.path)
+    losses = [e["losses"] for e in other.events() if e["kind"] == "epoch" and e["stage"] == "disentangle"]
+    assert losses and set(losses[0]) == {"rec", "experts", "total"}
+    assert losses[0]["total"] == pytest.approx(losses[0]["rec"] + losses[0]["experts"], rel=1e-4)
+    plain = [e["losses"] for e in base.events() if e["kind"] == "epoch" and e["stage"] == "disentangle"]
+    assert set(plain[0]) == {"rec", "total"}
+
+
+@pytest.mark.parametrize("kind,loss", [("sasrec", "bce"), ("sasrec", "sampled_softmax"), ("gru4rec", "ce"),
+                                       ("bert4rec", "ce"), ("bert4rec", "bce")])
+def test_every_backbone_and_loss_runs_all_three_stages(kind, loss, llm_dir, runs_dir):
+    sets = [f"backbone.kind=\"{kind}\""] + [f"stages.{s}.loss=\"{loss}\"" for s in ("pretrain", "align", "disentangle")]
+    done = run(runs_dir, llm_dir, *sets, "stages.pretrain.n_negatives=16", "stages.align.n_negatives=16",
+               "stages.disentangle.n_negatives=16")
+    stages = done.results()["stages"]
+    assert list(stages) == ["pretrain", "align", "disentangle"] and done.status() == "done"
+    for result in stages.values():
+        assert all(math.isfinite(result["test"][g]["NDCG@10"]) for g in ("overall", "warm", "cold"))
+    assert {"id", "aligned", "text"} == set(stages["disentangle"]["gate"]["10"])
