@@ -417,6 +417,10 @@ def validate(cfg: RunConfig, where: str) -> None:
     unknown = [e for e in dis.experts if e not in ("id", "aligned", "text")]
     if unknown or not dis.experts or len(set(dis.experts)) != len(dis.experts):
         bad("stages.disentangle.experts", "must be distinct names from 'id', 'aligned', 'text'.")
+    if dis.expert_loss < 0:
+        bad("stages.disentangle.expert_loss", "must be >= 0 (0 = the mixed loss only).")
+    if dis.gate_fit_steps <= 0:
+        bad("stages.disentangle.gate_fit_steps", "must be > 0.")
     metric = cfg.eval.select_metric
     name, _, k = metric.partition("@")
     if name not in ("HR", "NDCG", "MRR") or not k.isdigit() or int(k) not in cfg.eval.ks:

@@ -466,6 +466,6 @@ def train_stage(ctx, stage: Stage) -> dict:
         result.update(stage.extras(model))
     result.update(state.get("finished") or {})
     ctx.emit("stage_end", stage.name, best_epoch=state["best_epoch"], valid=valid, test=test,
-             seconds=result["seconds"], status="done")
+             seconds=result["seconds"], status="done", **{k: result[k] for k in ("gate",) if k in result})
     acc.free_memory()
     return result

@@ -256,9 +256,12 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
     console.print(results_table(results))
     if bins:
         console.print(bins_table(results))
-        gate = results.get("stages", {}).get("disentangle", {}).get("gate")
-        if gate:
-            console.print(gate_table(gate))
+        stage3 = results.get("stages", {}).get("disentangle", {})
+        if stage3.get("gate_trained"):
+            console.print(gate_table(stage3["gate_trained"], "gate after training"))
+        if stage3.get("gate"):
+            title = "final gate (valid re-fit)" if stage3.get("gate_trained") else "final gate weights per bin"
+            console.print(gate_table(stage3["gate"], title))
 
 
 def bins_table(results: dict) -> Table:
@@ -275,9 +278,9 @@ def bins_table(results: dict) -> Table:
     return table
 
 
-def gate_table(gate: dict) -> Table:
+def gate_table(gate: dict, title: str = "final gate weights per bin") -> Table:
     experts = list(next(iter(gate.values())))
-    table = Table(title="final gate weights per bin", title_justify="left")
+    table = Table(title=title, title_justify="left")
     table.add_column("bin")
     for e in experts:
         table.add_column(e, justify="right")

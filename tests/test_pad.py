@@ -175,7 +175,7 @@ def test_results_hold_three_stages_and_the_gate(base):
     assert len(logged) == stages["disentangle"]["epochs_run"]
 
 
-def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, llm_dir, runs_dir):
+def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, llm_dir, runs_dir, capsys):
     refit = run(runs_dir, llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=2",
                 "stages.disentangle.gate_fit=\"valid\"", "stages.disentangle.gate_fit_steps=50", reuse=base.path)
     result = refit.results()["stages"]["disentangle"]
@@ -187,6 +187,13 @@ def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, ll
     assert mine.keys() == theirs.keys()
     for name in mine:
         assert torch.equal(mine[name], theirs[name]) != (name == "gate.logits"), name
+    # the monitor and `padtui show --bins` see the re-fitted gate, and the trained one next to it
+    end = next(e for e in refit.events() if e["kind"] == "stage_end" and e["stage"] == "disentangle")
+    assert end["gate"] == result["gate"]
+    capsys.readouterr()
+    assert cli.main(["show", str(refit.path), "--bins"]) == 0
+    out = capsys.readouterr().out
+    assert "gate after training" in out and "final gate (valid re-fit)" in out
 
 
 def test_expert_loss_is_logged_as_its_own_component(base, llm_dir, runs_dir):
