@@ -91,18 +91,22 @@ def fit_gate_on_valid(ctx, model: SeqRecommender) -> dict:
         for i in range(0, len(ev["target"]), bs):
             target = ev["target"][i:i + bs].to(device)
             states = tuple(s.detach() for s in model.user_states(ev["history"][i:i + bs].to(device)))
-            drop = torch.zeros(len(target), model.n_items + 1, dtype=torch.bool, device=device)
-            if ctx.cfg.eval.mask_history:
-                drop.scatter_(1, ev["mask"][i:i + bs].to(device), True)
-            drop[:, 0] = True
-            drop[torch.arange(len(target), device=device), target] = False
-            batches.append((states, target, drop))
+            batches.append((states, target, ev["mask"][i:i + bs].to(device)))
     n = len(ev["target"])
+
+    def excluded(target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """[B, N+1] True where an item must not compete: padding, and the history as evaluation masks it."""
+        drop = torch.zeros(len(target), model.n_items + 1, dtype=torch.bool, device=device)
+        if ctx.cfg.eval.mask_history:
+            drop.scatter_(1, history, True)
+        drop[:, 0] = True
+        drop[torch.arange(len(target), device=device), target] = False
+        return drop
 
     def loss_and_grad() -> float:
         total = 0.0
-        for states, target, drop in batches:
-            scores = model.score(states, tables=tables).float().masked_fill(drop, float("-inf"))
+        for states, target, history in batches:
+            scores = model.score(states, tables=tables).float().masked_fill(excluded(target, history), float("-inf"))
             loss = F.cross_entropy(scores, target, reduction="sum") / n
             loss.backward()
             total += float(loss.detach())
