@@ -1,4 +1,5 @@
-"""Training loss over the whole run: total and its components (rec, MMD), stage boundaries marked."""
+"""Training loss over the whole run: total and its components (rec, MMD, the experts' own losses in stage 3),
+stage boundaries marked."""
 
 from __future__ import annotations
 
