@@ -9,7 +9,6 @@ open must not keep us waiting.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
