@@ -131,6 +131,7 @@ class Stage:
     cfg: StageConfig
     align: nn.Module | None = None
     extras: Callable[[SeqRecommender], dict] | None = None  # extra numbers for eval events (gate weights)
+    expert_loss: float = 0.0  # weight of a mixture's experts' own L_rec (stage 3)
     # after training, with the best weights loaded: adjusts them (the gate re-fit) and returns numbers to keep
     finish: Callable[[Any, SeqRecommender], dict] | None = None
 
@@ -339,7 +340,7 @@ def train_stage(ctx, stage: Stage) -> dict:
     dataset = WindowDataset(windows, users, seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, drop_last=False)
     optimizer = torch.optim.AdamW(stage.param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    module = StageModule(stage.model, cfg.loss, stage.align, getattr(cfg, "expert_loss", 0.0))
+    module = StageModule(stage.model, cfg.loss, stage.align, stage.expert_loss)
     module, optimizer, loader = acc.prepare(module, optimizer, loader)
     model: SeqRecommender = acc.unwrap_model(module).model
     valid_loader = acc.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data("valid")), ctx.cfg.eval.batch_size))
@@ -466,6 +467,6 @@ def train_stage(ctx, stage: Stage) -> dict:
         result.update(stage.extras(model))
     result.update(state.get("finished") or {})
     ctx.emit("stage_end", stage.name, best_epoch=state["best_epoch"], valid=valid, test=test,
-             seconds=result["seconds"], status="done", **{k: result[k] for k in ("gate",) if k in result})
+             seconds=result["seconds"], status="done", **({"gate": result["gate"]} if "gate" in result else {}))
     acc.free_memory()
     return result

@@ -73,7 +73,7 @@ def build_disentangle(ctx) -> Stage:
     model = SeqRecommender(experts, ctx.data.n_items, item_bin, gate)
     others = [p for n, p in model.named_parameters() if not n.startswith("gate.")]
     return Stage("disentangle", model, _groups(others, [gate.logits], dcfg.gate_lr), dcfg,
-                 extras=lambda m: {"gate": m.gate.table()},
+                 extras=lambda m: {"gate": m.gate.table()}, expert_loss=dcfg.expert_loss,
                  finish=fit_gate_on_valid if dcfg.gate_fit == "valid" else None)
 
 
@@ -113,18 +113,16 @@ def fit_gate_on_valid(ctx, model: SeqRecommender) -> dict:
         return total
 
     before = model.gate.table()
-    logits = model.gate.logits
-    optimizer = torch.optim.Adam([logits], lr=0.05)
-    first = last = 0.0
-    for step in range(dcfg.gate_fit_steps):
+    optimizer = torch.optim.Adam([model.gate.logits], lr=0.05)
+    losses = []
+    for _ in range(dcfg.gate_fit_steps):
         optimizer.zero_grad(set_to_none=True)
-        last = loss_and_grad()
-        first = last if step == 0 else first
+        losses.append(loss_and_grad())
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     ctx.log(f"disentangle: gate re-fitted on the validation split ({dcfg.gate_fit_steps} steps): "
-            f"loss {first:.4f} → {last:.4f}")
-    return {"gate_trained": before, "gate_fit_loss": [round(first, 5), round(last, 5)]}
+            f"loss {losses[0]:.4f} → {losses[-1]:.4f}")
+    return {"gate_trained": before, "gate_fit_loss": [round(losses[0], 5), round(losses[-1], 5)]}
 
 
 BUILDERS = {"pretrain": build_pretrain, "align": build_align, "disentangle": build_disentangle}

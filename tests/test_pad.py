@@ -156,7 +156,7 @@ def test_stage_3_starts_from_both_earlier_stages(base):
     assert model.names == ["id", "aligned", "text"]
     for k, stage in ((0, "pretrain"), (1, "align")):
         saved = weights(base, stage)
-        mine = {n: p for n, p in model.experts[k].state_dict().items()}
+        mine = model.experts[k].state_dict()
         assert len(mine) == len(saved)
         for name, value in saved.items():
             assert torch.equal(mine[name.split(".", 2)[2]], value), f"expert {model.names[k]}: {name}"
