@@ -22,7 +22,7 @@ from typing import Any, Literal
 from core.errors import InputError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
-PRESET_KINDS = ("runs", "datasets", "backbones", "llms")
+PRESET_KINDS = ("runs", "datasets", "backbones", "llms", "methods")
 STAGES = ("pretrain", "align", "disentangle")
 
 
@@ -135,6 +135,11 @@ class AlignConfig(StageConfig):
     objective: Literal["mmd", "infonce"] = "mmd"
     infonce_temperature: float = 0.1
     freeze_id_copy: bool = False
+    # false: stage 2's loss is the alignment term alone (ablation: MMD without the recommendation anchor)
+    rec_anchor: bool = True
+    # fusion W at the start: "identity" = [I, ε] (the aligned expert starts as a copy of the ID expert);
+    # "xavier" = Xavier-normal, zero bias (the authors' code)
+    fusion_init: Literal["identity", "xavier"] = "identity"
     adapter_layers: int = 1
     adapter_dropout: float = 0.2
     mmd_max_rows: int = 1024
@@ -148,12 +153,16 @@ class DisentangleConfig(StageConfig):
     n_bins: int = 10  # also defines the evaluation's frequency bins (cold = last bin)
     frequency_aware: bool = True
     gate_init_aligned: float = -4.0
+    # "id", "aligned", "text" (the paper's three); "knn": padtui's parameter-free text-kNN expert
+    # (core.models.text_knn), the last `knn_window` items' mean LLM vector against each item's
     experts: list[str] = field(default_factory=lambda: ["id", "aligned", "text"])
+    knn_window: int = 3
     # weight of the experts' own L_rec (their mean) next to the mixed one; 0 = DESIGN: the mixed loss only
     expert_loss: float = 0.0
-    # "train" = DESIGN: the gate learns with the experts on the training loss; "valid": after training, the
-    # gate alone (experts fixed) is re-fitted on the validation split's next-item loss. Test stays unseen.
-    gate_fit: Literal["train", "valid"] = "train"
+    # "train" = DESIGN: the gate learns with the experts on the training loss; "heldout": after training, the
+    # gate alone (experts fixed) is re-fitted on the fit split (eval.fit_share of the validation users, never
+    # the users that select models or the test). The SR baseline gets the same kind of fit ("calibrated SR").
+    gate_fit: Literal["train", "heldout"] = "train"
     gate_fit_steps: int = 300
     adapter_layers: int = 1
     adapter_dropout: float = 0.2
@@ -173,6 +182,10 @@ class EvalConfig:
     select_metric: str = "NDCG@10"
     batch_size: int = 512
     item_chunk: int = 65536  # items scored at once; bounds memory on huge catalogues
+    # share of the users whose validation item forms the *fit* split (what held-out fitting steps such as
+    # stages.disentangle.gate_fit = "heldout" learn on); the other users' validation items select models and
+    # give the reported validation numbers. Fixed by user id, the same for every run of a dataset.
+    fit_share: float = 0.5
 
 
 @dataclass
@@ -190,6 +203,7 @@ class TrainConfig:
 class RunConfig:
     preset: str = ""
     description: str = ""
+    method: str = ""  # a presets/methods/NAME.toml recipe under the run preset's own keys ("" = the defaults)
     seed: int = 42
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -378,8 +392,26 @@ def resolve_with_sets(data: dict, overrides: list[str] | tuple[str, ...], where:
     return resolve(data, f"{where} (with --set {' '.join(overrides)})" if overrides else where, name)
 
 
+def _method_layer(name: Any, where: str) -> dict:
+    """A method preset: a stage recipe (`[stages.*]` tables) that sits under the run preset's own keys, so
+    `--set method=pad-official` turns any run preset into the authors' recipe."""
+    if not isinstance(name, str):
+        raise InputError(f"{where}: key 'method' must be a method preset name, got {name!r}.")
+    if not name:
+        return {}
+    path = preset_path("methods", name)
+    data = read_toml(path)
+    extra = sorted(set(data) - {"description", "stages"})
+    if extra:
+        raise InputError(f"{path}: a method preset holds only 'description' and [stages.*] tables; "
+                         f"move {', '.join(repr(k) for k in extra)} to a run preset.")
+    build(RunConfig, {"stages": data.get("stages", {})}, str(path))  # errors name the method file
+    return {"stages": data.get("stages", {})}
+
+
 def resolve(data: dict, where: str, name: str = "") -> RunConfig:
     data = copy.deepcopy(data)
+    data = _deep_merge(_method_layer(data.get("method", ""), where), data)
     defaults = {"dataset": "synthetic", "backbone": "sasrec", "llm": "smollm2-135m"}
     for key, kind in (("dataset", "datasets"), ("backbone", "backbones"), ("llm", "llms")):
         data[key] = _resolve_part(kind, data.get(key, defaults[key]), where, key)
@@ -411,16 +443,25 @@ def validate(cfg: RunConfig, where: str) -> None:
             bad(f"stages.{stage}.lr", "must be > 0.")
     if cfg.stages.align.mmd_weight < 0:
         bad("stages.align.mmd_weight", "must be >= 0 (0 turns alignment off).")
+    if not cfg.stages.align.rec_anchor and cfg.stages.align.mmd_weight == 0:
+        bad("stages.align.rec_anchor", "= false with mmd_weight = 0 leaves stage 2 nothing to learn; set one of them.")
     dis = cfg.stages.disentangle
     if dis.n_bins < 2:
         bad("stages.disentangle.n_bins", "must be >= 2 (the last bin is the cold group).")
-    unknown = [e for e in dis.experts if e not in ("id", "aligned", "text")]
+    unknown = [e for e in dis.experts if e not in ("id", "aligned", "text", "knn")]
     if unknown or not dis.experts or len(set(dis.experts)) != len(dis.experts):
-        bad("stages.disentangle.experts", "must be distinct names from 'id', 'aligned', 'text'.")
+        bad("stages.disentangle.experts", "must be distinct names from 'id', 'aligned', 'text', 'knn'.")
+    if dis.knn_window < 1:
+        bad("stages.disentangle.knn_window", "must be >= 1 (the number of recent items the kNN expert averages).")
     if dis.expert_loss < 0:
         bad("stages.disentangle.expert_loss", "must be >= 0 (0 = the mixed loss only).")
     if dis.gate_fit_steps <= 0:
         bad("stages.disentangle.gate_fit_steps", "must be > 0.")
+    if not 0.0 <= cfg.eval.fit_share < 1.0:
+        bad("eval.fit_share", f"= {cfg.eval.fit_share} must be in [0, 1): the share of validation users kept for "
+                              "held-out fitting (the rest select models).")
+    if dis.gate_fit == "heldout" and cfg.eval.fit_share <= 0:
+        bad("stages.disentangle.gate_fit", "= 'heldout' needs a fit split: set eval.fit_share > 0 (e.g. 0.5).")
     metric = cfg.eval.select_metric
     name, _, k = metric.partition("@")
     if name not in ("HR", "NDCG", "MRR") or not k.isdigit() or int(k) not in cfg.eval.ks:

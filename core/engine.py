@@ -95,15 +95,30 @@ class WindowDataset(Dataset):
         return self.windows[j], self.users[j]
 
 
-def eval_inputs(data: SeqData, max_len: int, split: str) -> dict[str, torch.Tensor]:
-    """valid: history = training part, target = second-last; test: history += the validation item."""
-    drop = 1 if split == "valid" else 0
-    hist = [data.items[data.offsets[u]: data.offsets[u + 1] - 1 - drop] for u in range(data.n_users)]
-    targets = data.valid_targets if split == "valid" else data.test_targets
+def fit_users(n_users: int, share: float) -> np.ndarray:
+    """Boolean [n_users]: the users whose validation item forms the fit split. A fixed draw over user ids (not
+    the run's seed), so every run and every stage of a dataset carves the same users."""
+    chosen = np.zeros(n_users, dtype=bool)
+    chosen[np.random.default_rng(20250713).permutation(n_users)[: int(round(share * n_users))]] = True
+    return chosen
+
+
+def eval_inputs(data: SeqData, max_len: int, split: str, fit_share: float = 0.0) -> dict[str, torch.Tensor]:
+    """valid: history = training part, target = second-last item, for the users outside the fit split (they
+    select models); fit: the same for the fit split's users (held-out fitting only); test: every user,
+    history += the validation item."""
+    drop = 0 if split == "test" else 1
+    users = np.arange(data.n_users)
+    if split != "test":
+        carved = fit_users(data.n_users, fit_share)
+        users = users[carved] if split == "fit" else users[~carved]
+    hist = [data.items[data.offsets[u]: data.offsets[u + 1] - 1 - drop] for u in users]
+    targets = (data.test_targets if split == "test" else data.valid_targets)[users]
     return {
         "history": torch.from_numpy(left_pad(hist, max_len)),
         "mask": torch.from_numpy(left_pad(hist, max(len(h) for h in hist))),
         "target": torch.from_numpy(targets.astype(np.int64)),
+        "users": torch.from_numpy(users),
     }
 
 
@@ -132,6 +147,7 @@ class Stage:
     align: nn.Module | None = None
     extras: Callable[[SeqRecommender], dict] | None = None  # extra numbers for eval events (gate weights)
     expert_loss: float = 0.0  # weight of a mixture's experts' own L_rec (stage 3)
+    rec_anchor: bool = True  # false: L_rec is logged but does not train (stage 2 with the alignment term alone)
     # after training, with the best weights loaded: adjusts them (the gate re-fit) and returns numbers to keep
     finish: Callable[[Any, SeqRecommender], dict] | None = None
 
@@ -170,12 +186,14 @@ class _OneExpert:
 class StageModule(nn.Module):
     """Wraps the recommender so that the whole loss is computed in `forward` (what DDP synchronises)."""
 
-    def __init__(self, model: SeqRecommender, loss: str, align: nn.Module | None, expert_loss: float = 0.0):
+    def __init__(self, model: SeqRecommender, loss: str, align: nn.Module | None, expert_loss: float = 0.0,
+                 rec_anchor: bool = True):
         super().__init__()
         self.model = model
         self.loss = loss
         self.align = align
         self.expert_loss = expert_loss
+        self.rec_anchor = rec_anchor
 
     def forward(self, seq, targets, masked, negatives):
         states = self.model.encode(seq, masked if masked.numel() else None)
@@ -189,7 +207,8 @@ class StageModule(nn.Module):
             losses["experts"] = self.expert_loss * sum(own) / len(own)
         if self.align is not None and self.align.weight > 0:
             losses["mmd" if self.align.objective == "mmd" else "infonce"] = self.align(self.model, seq)
-        losses["total"] = sum(losses.values())
+        # without the anchor (ablation) L_rec is still logged, but only the alignment term trains
+        losses["total"] = sum(v for k, v in losses.items() if k != "rec" or self.rec_anchor)
         return losses
 
 
@@ -220,9 +239,13 @@ def make_batch(windows: torch.Tensor, users: torch.Tensor, model: SeqRecommender
 # ───────────────────────────── evaluation ─────────────────────────────
 
 
+def eval_loader(ctx, split: str) -> DataLoader:
+    return ctx.accelerator.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data(split)), ctx.cfg.eval.batch_size))
+
+
 @torch.no_grad()
-def evaluate(ctx, model: SeqRecommender, loader: DataLoader) -> tuple[dict, float]:
-    """Full-ranking metrics of the (unwrapped) model on a prepared eval loader."""
+def evaluate(ctx, model: SeqRecommender, loader: DataLoader, only: int | None = None) -> tuple[dict, float]:
+    """Full-ranking metrics of the (unwrapped) model on a prepared eval loader; `only=k`: expert k on its own."""
     t0 = time.perf_counter()
     model.eval()
     acc = ctx.accelerator
@@ -231,9 +254,9 @@ def evaluate(ctx, model: SeqRecommender, loader: DataLoader) -> tuple[dict, floa
         tables = model.tables()
         for history, mask, target in loader:
             state = model.user_states(history)
-            target_scores = model.score(state, target[:, None], tables=tables)[:, 0]
+            target_scores = model.score(state, target[:, None], tables=tables, only=only)[:, 0]
             ranks = target_ranks(
-                lambda a, b: model.score(state, tables=tables, start=a, stop=b), target_scores, target,
+                lambda a, b: model.score(state, tables=tables, start=a, stop=b, only=only), target_scores, target,
                 mask if ctx.cfg.eval.mask_history else None, model.n_items, ctx.cfg.eval.item_chunk,
             )
             ranks, bins = acc.gather_for_metrics((ranks, ctx.item_bin_dev[target]))
@@ -340,10 +363,10 @@ def train_stage(ctx, stage: Stage) -> dict:
     dataset = WindowDataset(windows, users, seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, drop_last=False)
     optimizer = torch.optim.AdamW(stage.param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    module = StageModule(stage.model, cfg.loss, stage.align, stage.expert_loss)
+    module = StageModule(stage.model, cfg.loss, stage.align, stage.expert_loss, stage.rec_anchor)
     module, optimizer, loader = acc.prepare(module, optimizer, loader)
     model: SeqRecommender = acc.unwrap_model(module).model
-    valid_loader = acc.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data("valid")), ctx.cfg.eval.batch_size))
+    valid_loader = eval_loader(ctx, "valid")
 
     state = {"epoch": 0, "step": 0, "batch_size": cfg.batch_size, "best": None, "best_epoch": 0, "bad_epochs": 0,
              "train_seconds": 0.0, "eval_seconds": 0.0, "history": []}
@@ -456,13 +479,18 @@ def train_stage(ctx, stage: Stage) -> dict:
     # the best epoch's validation metrics are those of these weights (evaluation is deterministic): reuse them
     # rather than ranking the whole catalogue again (a checkpoint from an older version may lack them)
     valid = state.get("best_valid") or evaluate(ctx, model, valid_loader)[0]
-    test_loader = acc.prepare_data_loader(DataLoader(EvalDataset(ctx.eval_data("test")), ctx.cfg.eval.batch_size))
+    test_loader = eval_loader(ctx, "test")
     test, test_seconds = evaluate(ctx, model, test_loader)
+    # a mixture's experts ranked each on its own: how much of the tail each one keeps
+    experts = {name: evaluate(ctx, model, test_loader, only=k)[0] for k, name in enumerate(model.names)
+               } if len(model.names) > 1 else {}
     result = {
         "valid": valid, "test": test, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         "seconds": time.perf_counter() - stage_t0, "train_seconds": state["train_seconds"],
         "eval_seconds": state["eval_seconds"] + test_seconds, "stopped_early": stopped_early or state["bad_epochs"] >= cfg.patience,
     }
+    if experts:
+        result["experts_test"] = experts
     if stage.extras:
         result.update(stage.extras(model))
     result.update(state.get("finished") or {})

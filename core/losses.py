@@ -52,20 +52,21 @@ def _offdiag_mean(k: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_matrix(z: torch.Tensor, kernel: str = "gaussian", n_kernels: int = 5) -> torch.Tensor:
-    """K over all pairs of rows of z. Gaussian: Σ_u exp(−D/(2σ_u²)), σ_u² = 2^u · mean(D), u = −3..1,
-    D the squared distances and mean(D) over distinct pairs, detached (DESIGN §3)."""
+    """K over all pairs of rows of z, as the authors' code computes it (PAD_OFFICIAL §5.2, §5.4).
+
+    gaussian: Σ_u exp(−D/(2σ_u²)), D the squared L2 distances, σ_u² = 2^u · mean(D), u = −3..1;
+    laplacian: the same with D the L1 distances; mean(D) over distinct pairs, detached (DESIGN §3).
+    linear: z zᵀ. cosine: 1 − cos(z_a, z_b) — a distance, which is what the authors' `CosKernel` returns."""
     if kernel in ("gaussian", "laplacian"):
-        d2 = torch.cdist(z, z).pow(2) if kernel == "gaussian" else torch.cdist(z, z)
-        base = _offdiag_mean(d2).detach().clamp_min(1e-12)
+        d = torch.cdist(z, z).pow(2) if kernel == "gaussian" else torch.cdist(z, z, p=1)
+        base = _offdiag_mean(d).detach().clamp_min(1e-12)
         us = range(-(n_kernels // 2) - 1, n_kernels - n_kernels // 2 - 1)  # −3..1 for 5 kernels
-        if kernel == "gaussian":
-            return sum(torch.exp(-d2 / (2 * (2.0**u) * base)) for u in us)
-        return sum(torch.exp(-d2 / ((2.0**u) * base)) for u in us)
+        return sum(torch.exp(-d / (2 * (2.0**u) * base)) for u in us)
     if kernel == "linear":
         return z @ z.T
     if kernel == "cosine":
         zn = F.normalize(z, dim=1)
-        return zn @ zn.T
+        return 1.0 - zn @ zn.T
     raise ValueError(f"unknown kernel {kernel!r}")
 
 

@@ -186,6 +186,8 @@ def git_commit() -> str:
 def protocol(cfg: RunConfig, data: SeqData) -> dict:
     return {
         "split": "leave-one-out (last = test, second-last = validation)",
+        "fit_split": f"validation items of {cfg.eval.fit_share:.0%} of the users (fixed draw), for held-out fitting; "
+                     f"the others select models",
         "order": "by time, ties keep source order",
         "ranking": f"full, all {data.n_items} items",
         "mask_history": cfg.eval.mask_history,
@@ -292,8 +294,18 @@ class RunContext:
 
     def eval_data(self, split: str) -> dict:
         if split not in self._eval:
-            self._eval[split] = eval_inputs(self.data, self.cfg.backbone.max_len, split)
+            self._eval[split] = eval_inputs(self.data, self.cfg.backbone.max_len, split, self.cfg.eval.fit_share)
         return self._eval[split]
+
+    def text_knn(self) -> dict:
+        """The training-free text kNN's valid and test metrics (core.knn), for the per-bin evidence."""
+        from core.knn import text_knn_metrics
+
+        ev = self.cfg.eval
+        bins = torch.from_numpy(self.data.item_bin)
+        return {split: text_knn_metrics(self.llm_table(), self.eval_data(split), bins, self.data.n_bins, ev.ks,
+                                        ev.mask_history, batch_size=ev.batch_size, chunk=ev.item_chunk)
+                for split in ("valid", "test")}
 
     def trained(self, stage: str, model):
         load_weights(model, self.run.checkpoints / stage / "best.safetensors")
@@ -492,6 +504,10 @@ def execute(run: RunFolder, resume: bool = False) -> dict:
             stop.check(f"before stage '{name}'")
             ctx.log(f"stage {name}: start")
             results["stages"][name] = run_stage(ctx, name)
+            if ctx.main:
+                atomic_write_json(run.results_path, results)
+        if "text_knn" not in results and {"align", "disentangle"} & set(results["stages"]):
+            results["text_knn"] = ctx.text_knn()
             if ctx.main:
                 atomic_write_json(run.results_path, results)
         ctx.emit("run_end", "", status="done", seconds=time.perf_counter() - t0)

@@ -260,21 +260,38 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
         if stage3.get("gate_trained"):
             console.print(gate_table(stage3["gate_trained"], "gate after training"))
         if stage3.get("gate"):
-            title = "final gate (valid re-fit)" if stage3.get("gate_trained") else "final gate weights per bin"
+            title = "gate re-fitted on the fit split" if stage3.get("gate_trained") else "final gate weights per bin"
             console.print(gate_table(stage3["gate"], title))
+        if stage3.get("calibrated_sr"):
+            console.print(gate_table(stage3["calibrated_sr"]["calibration"],
+                                     "SR calibration per bin"))
 
 
 def bins_table(results: dict) -> Table:
-    """Rows = frequency bins, columns = stages (fits 80 columns whatever n_bins is)."""
+    """Rows = frequency bins; columns = stages, then stage 3's experts each ranking on its own and the
+    training-free text kNN: how much tail signal the LLM carries and how much of it each expert keeps."""
+    from rich import box
+
+    short = {"pretrain": "SR", "align": "aligned", "disentangle": "PAD"}
     stages = [s for s in STAGES if s in results.get("stages", {})]
-    first = results["stages"][stages[0]]["test"]["bins"]
-    table = Table(title="test NDCG@10 per frequency bin (1 = most popular, last = cold)", title_justify="left")
+    first = results["stages"][stages[0]]["test"]
+    columns = [(short[s], results["stages"][s]["test"]) for s in stages]
+    experts = results["stages"].get("disentangle", {}).get("experts_test", {})
+    columns += [(name[:5], m) for name, m in experts.items()]
+    if results.get("text_knn"):
+        columns.append(("kNN", results["text_knn"]["test"]))
+    caption = ("id / align / text / knn: stage 3's experts, each ranking alone; kNN: the text kNN (no training)"
+               if experts else "kNN: the text kNN (no training)" if results.get("text_knn") else None)
+    table = Table(title="test NDCG@10 per frequency bin (1 = most popular, last = cold)", title_justify="left",
+                  caption=caption, caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("bin")
     table.add_column("users", justify="right")
-    for s in stages:
-        table.add_column(s, justify="right")
-    for b in sorted(first, key=int):
-        table.add_row(b, str(first[b]["n"]), *(f"{results['stages'][s]['test']['bins'][b]['NDCG@10']:.4f}" for s in stages))
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    for b in sorted(first["bins"], key=int):
+        table.add_row(b, str(first["bins"][b]["n"]), *(f"{m['bins'][b]['NDCG@10']:.4f}" for _, m in columns))
+    table.add_row("cold", str(first["cold"]["n"]), *(f"{m['cold']['NDCG@10']:.4f}" for _, m in columns), style="bold")
+    table.add_row("all", str(first["overall"]["n"]), *(f"{m['overall']['NDCG@10']:.4f}" for _, m in columns))
     return table
 
 
@@ -289,8 +306,11 @@ def gate_table(gate: dict, title: str = "final gate weights per bin") -> Table:
     return table
 
 
-def group_summary(path: Path, seeds: list[int] | None = None) -> tuple[list[str], dict]:
-    """mean and std over seeds (all, or the given ones) of every test cell: {stage: {group: {metric: (mean, std, n)}}}."""
+def group_summary(path: Path, seeds: list[int] | None = None, split: str = "test") -> tuple[list[str], dict]:
+    """mean and std over seeds (all, or the given ones) of every cell of one split, per row of the results table
+    (SR baseline, calibrated SR, text kNN, aligned, PAD): {label: {group: {metric: (mean, std, n)}}}."""
+    from padtui.results_table import row_sources
+
     runs = [RunFolder(path / f"seed-{s}") for s in seeds] if seeds else [RunFolder(p) for p in sorted(path.glob("seed-*"))]
     out: dict = {}
     found = []
@@ -299,12 +319,12 @@ def group_summary(path: Path, seeds: list[int] | None = None) -> tuple[list[str]
         if not res.get("stages"):
             continue
         found.append(run.name)
-        for stage, sres in res["stages"].items():
+        for label, source in row_sources(res):
             for group in ("overall", "warm", "cold"):
-                for metric, value in sres["test"][group].items():
-                    out.setdefault(stage, {}).setdefault(group, {}).setdefault(metric, []).append(value)
-    for stage in out.values():
-        for group in stage.values():
+                for metric, value in source[split][group].items():
+                    out.setdefault(label, {}).setdefault(group, {}).setdefault(metric, []).append(value)
+    for row in out.values():
+        for group in row.values():
             for metric, values in group.items():
                 mean = sum(values) / len(values)
                 std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
@@ -323,26 +343,23 @@ def show_group(path: Path) -> None:
 
     console.print(protocol_line(first.results()))
     table = Table()
-    table.add_column("stage")
+    table.add_column("row")
     for group in ("overall", "warm", "cold"):
         for metric in ("HR@10", "NDCG@10"):
             table.add_column(f"{group}\n{metric}", justify="right")
-    labels = {"pretrain": "SR baseline", "align": "aligned", "disentangle": "PAD"}
-    base = summary.get("pretrain", {})
-    for stage in STAGES:
-        if stage not in summary:
-            continue
+    base = summary.get("SR baseline", {})
+    for label, row in summary.items():
         cells = []
         for group in ("overall", "warm", "cold"):
             for metric in ("HR@10", "NDCG@10"):
-                mean, std, n = summary[stage][group][metric]
+                mean, std, n = row[group][metric]
                 cell = f"{mean:.4f} ± {std:.4f}"
-                if stage != "pretrain" and base:
+                if label != "SR baseline" and base:
                     b = base[group][metric][0]
                     if b:
                         cell += f"\n{(mean - b) / b:+.1%}"
                 cells.append(cell)
-        table.add_row(f"{labels[stage]} (n={summary[stage]['overall']['HR@10'][2]})", *cells)
+        table.add_row(f"{label} (n={row['overall']['HR@10'][2]})", *cells)
     console.print(table)
 
 

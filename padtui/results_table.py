@@ -16,8 +16,26 @@ GROUPS = ("overall", "warm", "cold")
 METRICS = ("HR@10", "NDCG@10")
 
 
+def row_sources(results: dict) -> list[tuple[str, dict]]:
+    """(label, {split: grouped metrics}) for each row present, in table order: the stages, plus the SR baseline
+    with the per-bin calibration fitted on the fit split (next to PAD's held-out gate, like with like) and the
+    training-free text kNN (how much tail signal the LLM carries)."""
+    stages = results.get("stages", {})
+    out = [(label, stages[stage]) for stage, label in STAGE_ROWS if stage in stages]
+    calibrated = stages.get("disentangle", {}).get("calibrated_sr")
+    if calibrated:
+        out.insert(1, ("calibrated SR", calibrated))
+    if results.get("text_knn"):
+        out.insert(len(out) - ("disentangle" in stages) - ("align" in stages), ("text kNN", results["text_knn"]))
+    return out
+
+
 def metric(results: dict, stage: str, group: str, name: str, split: str = "test") -> float | None:
-    value = results.get("stages", {}).get(stage, {}).get(split, {}).get(group, {}).get(name)
+    return _value(results.get("stages", {}).get(stage, {}), split, group, name)
+
+
+def _value(source: dict, split: str, group: str, name: str) -> float | None:
+    value = source.get(split, {}).get(group, {}).get(name)
     return value if isinstance(value, (int, float)) else None
 
 
@@ -36,17 +54,15 @@ def fmt_change(change: float | None) -> str:
 
 
 def rows(results: dict, split: str = "test") -> list[tuple[str, list[tuple[float | None, float | None]]]]:
-    """(label, [(value, change vs stage 1) per (group, metric)]) for each stage present."""
+    """(label, [(value, change vs stage 1) per (group, metric)]) for each row present."""
     out = []
-    for stage, label in STAGE_ROWS:
-        if stage not in results.get("stages", {}):
-            continue
+    for label, source in row_sources(results):
         cells = []
         for group in GROUPS:
             for name in METRICS:
-                value = metric(results, stage, group, name, split)
+                value = _value(source, split, group, name)
                 base = metric(results, "pretrain", group, name, split)
-                cells.append((value, None if stage == "pretrain" else relative_change(value, base)))
+                cells.append((value, None if label == "SR baseline" else relative_change(value, base)))
         out.append((label, cells))
     return out
 

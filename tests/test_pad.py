@@ -177,7 +177,7 @@ def test_results_hold_three_stages_and_the_gate(base):
 
 def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, llm_dir, runs_dir, capsys):
     refit = run(runs_dir, llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=2",
-                "stages.disentangle.gate_fit=\"valid\"", "stages.disentangle.gate_fit_steps=50", reuse=base.path)
+                "stages.disentangle.gate_fit=\"heldout\"", "stages.disentangle.gate_fit_steps=50", reuse=base.path)
     result = refit.results()["stages"]["disentangle"]
     first, last = result["gate_fit_loss"]
     assert last < first
@@ -193,7 +193,16 @@ def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, ll
     capsys.readouterr()
     assert cli.main(["show", str(refit.path), "--bins"]) == 0
     out = capsys.readouterr().out
-    assert "gate after training" in out and "final gate (valid re-fit)" in out
+    assert "gate after training" in out and "gate re-fitted on the fit split" in out
+    # the SR baseline got the same kind of held-out fit, and both sit in the results table with the text kNN
+    calibrated = result["calibrated_sr"]
+    assert set(calibrated["calibration"]) == {str(b) for b in range(1, 11)}
+    assert calibrated["fit_loss"][1] < calibrated["fit_loss"][0]
+    assert calibrated["test"]["overall"]["n"] == result["test"]["overall"]["n"]
+    assert "calibrated SR" in out and "text kNN" in out and "SR calibration per bin" in out
+    # each expert's own per-bin ranking is kept and printed next to the stages
+    assert set(result["experts_test"]) == {"id", "aligned", "text"}
+    assert "experts, each ranking alone" in out
 
 
 def test_expert_loss_is_logged_as_its_own_component(base, llm_dir, runs_dir):
@@ -217,3 +226,29 @@ def test_every_backbone_and_loss_runs_all_three_stages(kind, loss, llm_dir, runs
     for result in stages.values():
         assert all(math.isfinite(result["test"][g]["NDCG@10"]) for g in ("overall", "warm", "cold"))
     assert {"id", "aligned", "text"} == set(stages["disentangle"]["gate"]["10"])
+
+
+def test_the_knn_expert_alone_ranks_exactly_as_the_text_knn(base, llm_dir, runs_dir):
+    """padtui's kNN expert is the training-free text kNN with a scale: on its own it must rank every test user's
+    target where the text-kNN row does, whatever stage 3 learned around it."""
+    knn = run(runs_dir, llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=1",
+              'stages.disentangle.experts=["id", "aligned", "text", "knn"]', reuse=base.path)
+    results = knn.results()
+    alone = results["stages"]["disentangle"]["experts_test"]["knn"]
+    reference = results["text_knn"]["test"]
+    for group in ("overall", "cold"):
+        for name in ("HR@10", "NDCG@10", "MRR@20"):
+            assert alone[group][name] == pytest.approx(reference[group][name], abs=1e-9), (group, name)
+    assert reference["overall"]["NDCG@10"] > 0
+    assert set(results["stages"]["disentangle"]["gate"]["10"]) == {"id", "aligned", "text", "knn"}
+
+
+def test_recent_mean_is_the_direction_of_the_last_items():
+    from core.models.text_knn import RecentMean
+
+    x = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
+    real = torch.tensor([[False, True, True, True]])
+    out = RecentMean(window=2, scale=1.0)(x, real)
+    assert torch.allclose(out[0, 1], torch.tensor([1.0, 0.0]))
+    assert torch.allclose(out[0, 2], torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    assert torch.allclose(out[0, 3], torch.tensor([0.0, 1.0]))  # the item at position 1 left the window

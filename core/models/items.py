@@ -66,19 +66,23 @@ class LLMTable(nn.Module):
 class AlignedItems(nn.Module):
     """Stage 2: ê_i = GELU(W·Dropout([E_al[i]; P1(x_i)])), E_al a copy of the stage-1 table."""
 
-    def __init__(self, id_items: IDItems, llm: LLMTable, d: int, adapter_layers: int, dropout: float):
+    def __init__(self, id_items: IDItems, llm: LLMTable, d: int, adapter_layers: int, dropout: float,
+                 fusion_init: str = "identity"):
         super().__init__()
         self.ids = id_items
         self.llm = llm
         self.adapter = LLMAdapter(llm.x.shape[1], d, adapter_layers, dropout)
         self.dropout = nn.Dropout(dropout)
         self.fusion = nn.Linear(2 * d, d)
-        # Start the fusion near "pass the ID vector through" (W = [I, ε]) rather than at random, so stage 2
-        # begins where stage 1 ended instead of re-learning the item space from scratch.
         with torch.no_grad():
-            self.fusion.weight.normal_(std=0.01)
-            self.fusion.weight[:, :d] += torch.eye(d)
             self.fusion.bias.zero_()
+            if fusion_init == "xavier":  # the authors' code: the aligned expert starts away from the ID expert
+                nn.init.xavier_normal_(self.fusion.weight)
+            else:
+                # near "pass the ID vector through" (W = [I, ε]): stage 2 begins where stage 1 ended instead of
+                # re-learning the item space from scratch
+                self.fusion.weight.normal_(std=0.01)
+                self.fusion.weight[:, :d] += torch.eye(d)
 
     def text_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         return self.adapter(self.llm(ids))

@@ -44,6 +44,7 @@ class FrequencyGate(nn.Module):
             "id": torch.linspace(1.0, 0.0, n_bins + 1),
             "aligned": torch.linspace(gamma, gamma - 1.0, n_bins + 1),
             "text": torch.linspace(0.0, 1.0, n_bins + 1),
+            "knn": torch.linspace(0.0, 1.0, n_bins + 1),  # padtui's kNN expert starts like the text expert
         }
         rows = [init[e] if frequency_aware else init[e].mean().reshape(1) for e in self.experts]
         assert all(len(r) == width for r in rows)
@@ -70,16 +71,38 @@ class FrequencyGate(nn.Module):
         }
 
 
+class BinCalibration(nn.Module):
+    """s'(u, i) = exp(a[bin(i)]) · s(u, i) + c[bin(i)]: a per-bin scale and offset of a model's scores, fitted on
+    held-out interactions. It gives a single model the kind of per-bin adjustment a re-fitted gate gives PAD (the
+    "calibrated SR" row), so a comparison of the two is like with like."""
+
+    def __init__(self, n_bins: int):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(n_bins + 1))
+        self.offset = nn.Parameter(torch.zeros(n_bins + 1))
+
+    def forward(self, scores: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        return scores * self.log_scale[bins].exp().to(scores.dtype) + self.offset[bins].to(scores.dtype)
+
+    def table(self) -> dict[str, dict[str, float]]:
+        return {str(b): {"scale": round(float(self.log_scale[b].detach().exp()), 4),
+                         "offset": round(float(self.offset[b].detach()), 4)}
+                for b in range(1, len(self.offset))}
+
+
 class SeqRecommender(nn.Module):
     def __init__(self, experts: dict[str, Expert], n_items: int, item_bin: torch.Tensor | None = None,
-                 gate: FrequencyGate | None = None):
+                 gate: FrequencyGate | None = None, calibration: BinCalibration | None = None):
         super().__init__()
         self.names = list(experts)
         self.experts = nn.ModuleList(experts.values())
         self.n_items = n_items
         self.gate = gate
+        self.calibration = calibration
         if gate is not None:
-            assert item_bin is not None and gate.experts == self.names
+            assert gate.experts == self.names
+        if gate is not None or calibration is not None:
+            assert item_bin is not None
             self.register_buffer("item_bin", item_bin.long(), persistent=False)
 
     @property
@@ -127,14 +150,18 @@ class SeqRecommender(nn.Module):
                 parts.append(h @ vectors.T)
             else:
                 parts.append(torch.einsum("pd,pmd->pm", h, vectors))
-        if self.gate is None or only is not None:
+        if (self.gate is None or only is not None) and self.calibration is None:
             return parts[0]
         if items is None:
             stop = self.n_items + 1 if stop is None else stop
             bins = self.item_bin[start:stop]
         else:
             bins = self.item_bin[items]
-        w = self.gate.for_items(bins).to(parts[0].dtype)  # [K, M] or [K, P, M]
-        if w.dim() == 2:
-            w = w[:, None, :]
-        return sum(w[k] * parts[k] for k in range(len(parts)))
+        if self.gate is None or only is not None:
+            out = parts[0]
+        else:
+            w = self.gate.for_items(bins).to(parts[0].dtype)  # [K, M] or [K, P, M]
+            if w.dim() == 2:
+                w = w[:, None, :]
+            out = sum(w[k] * parts[k] for k in range(len(parts)))
+        return out if self.calibration is None else self.calibration(out, bins)
