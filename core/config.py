@@ -164,6 +164,7 @@ class DisentangleConfig(StageConfig):
     # the users that select models or the test). The SR baseline gets the same kind of fit ("calibrated SR").
     gate_fit: Literal["train", "heldout"] = "train"
     gate_fit_steps: int = 300
+    gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all
     adapter_layers: int = 1
     adapter_dropout: float = 0.2
 
@@ -457,6 +458,8 @@ def validate(cfg: RunConfig, where: str) -> None:
         bad("stages.disentangle.expert_loss", "must be >= 0 (0 = the mixed loss only).")
     if dis.gate_fit_steps <= 0:
         bad("stages.disentangle.gate_fit_steps", "must be > 0.")
+    if dis.gate_fit_users < 0:
+        bad("stages.disentangle.gate_fit_users", "must be >= 0 (0 = every fit-split user).")
     if not 0.0 <= cfg.eval.fit_share < 1.0:
         bad("eval.fit_share", f"= {cfg.eval.fit_share} must be in [0, 1): the share of validation users kept for "
                               "held-out fitting (the rest select models).")

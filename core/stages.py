@@ -84,33 +84,37 @@ def build_disentangle(ctx) -> Stage:
 def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> list[float]:
     """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over the catalogue,
     history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
-    in stacking. Full-batch Adam, deterministic; every process computes the same thing from the same data, so
-    the parameters agree without communication. Returns the loss per step."""
-    steps, ev = ctx.cfg.stages.disentangle.gate_fit_steps, ctx.eval_data("fit")
+    in stacking. The experts' scores of at most `gate_fit_users` fit users (a fixed draw) are computed once;
+    each step only mixes them (`SeqRecommender.mix`), so a step costs an elementwise pass, not a forward pass.
+    Full-batch Adam, deterministic; every process computes the same thing from the same data, so the
+    parameters agree without communication. Returns the loss per step."""
+    dcfg, ev = ctx.cfg.stages.disentangle, ctx.eval_data("fit")
     device, bs = ctx.accelerator.device, ctx.cfg.eval.batch_size
+    rows = torch.arange(len(ev["target"]))
+    if dcfg.gate_fit_users and len(rows) > dcfg.gate_fit_users:
+        rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[: dcfg.gate_fit_users]]
+    bins = model.item_bin
     model.eval()
     with torch.no_grad():
         tables = [t.detach() for t in model.tables()]
         batches = []
-        for i in range(0, len(ev["target"]), bs):
-            target = ev["target"][i:i + bs].to(device)
-            states = tuple(s.detach() for s in model.user_states(ev["history"][i:i + bs].to(device)))
-            batches.append((states, target, ev["mask"][i:i + bs].to(device)))
-    n = len(ev["target"])
-
-    def excluded(target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        """[B, N+1] True where an item must not compete: padding, and the history as evaluation masks it."""
-        drop = torch.zeros(len(target), model.n_items + 1, dtype=torch.bool, device=device)
-        if ctx.cfg.eval.mask_history:
-            drop.scatter_(1, history, True)
-        drop[:, 0] = True
-        drop[torch.arange(len(target), device=device), target] = False
-        return drop
+        for i in range(0, len(rows), bs):
+            take = rows[i:i + bs]
+            target = ev["target"][take].to(device)
+            states = model.user_states(ev["history"][take].to(device))
+            parts = [model.score(states, tables=tables, only=k).float() for k in range(len(model.names))]
+            drop = torch.zeros(len(target), model.n_items + 1, dtype=torch.bool, device=device)
+            if ctx.cfg.eval.mask_history:  # items that must not compete: the history as evaluation masks it
+                drop.scatter_(1, ev["mask"][take].to(device), True)
+            drop[:, 0] = True
+            drop[torch.arange(len(target), device=device), target] = False
+            batches.append((parts, target, drop))
+    n = len(rows)
 
     def loss_and_grad() -> float:
         total = 0.0
-        for states, target, history in batches:
-            scores = model.score(states, tables=tables).float().masked_fill(excluded(target, history), float("-inf"))
+        for parts, target, drop in batches:
+            scores = model.mix(parts, bins).masked_fill(drop, float("-inf"))
             loss = F.cross_entropy(scores, target, reduction="sum") / n
             loss.backward()
             total += float(loss.detach())
@@ -118,7 +122,7 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> li
 
     optimizer = torch.optim.Adam(params, lr=0.05)
     losses = []
-    for _ in range(steps):
+    for _ in range(dcfg.gate_fit_steps):
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss_and_grad())
         optimizer.step()

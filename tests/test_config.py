@@ -194,6 +194,12 @@ def test_bad_literal_value(assignment, key, allowed):
     ("stages.disentangle.expert_loss=-1", "stages.disentangle.expert_loss"),
     ("stages.disentangle.gate_fit_steps=0", "stages.disentangle.gate_fit_steps"),
     ('stages.disentangle.gate_fit="test"', "stages.disentangle.gate_fit"),
+    ('stages.disentangle.gate_fit="valid"', "stages.disentangle.gate_fit"),  # fitted on validation: gone
+    ("stages.disentangle.gate_fit_users=-1", "stages.disentangle.gate_fit_users"),
+    ("stages.disentangle.knn_window=0", "stages.disentangle.knn_window"),
+    ('stages.align.kernel="rbf"', "stages.align.kernel"),
+    ('stages.align.fusion_init="zeros"', "stages.align.fusion_init"),
+    ("eval.fit_share=-0.1", "eval.fit_share"),
     ("eval.select_metric=NDCG@50", "eval.select_metric"),
     ("eval.select_metric=AUC", "eval.select_metric"),
     ("dataset.source=local", "dataset.path"),

@@ -135,7 +135,7 @@ class SeqRecommender(nn.Module):
         """Scores of users (state rows [P]) against:
         items=None → the catalogue slice [start, stop) (all items by default) → [P, stop-start];
         items [M] → items shared by all rows → [P, M];  items [P, M] → per-row items → [P, M].
-        only=k: expert k's own scores, no gate."""
+        only=k: expert k's own scores, no gate and no calibration."""
         parts = []
         for k, h in enumerate(state):
             if only is not None and k != only:
@@ -150,14 +150,19 @@ class SeqRecommender(nn.Module):
                 parts.append(h @ vectors.T)
             else:
                 parts.append(torch.einsum("pd,pmd->pm", h, vectors))
-        if (self.gate is None or only is not None) and self.calibration is None:
-            return parts[0]
+        if only is not None or (self.gate is None and self.calibration is None):
+            return parts[0]  # `only`: the expert's own raw scores, no gate, no calibration
         if items is None:
             stop = self.n_items + 1 if stop is None else stop
             bins = self.item_bin[start:stop]
         else:
             bins = self.item_bin[items]
-        if self.gate is None or only is not None:
+        return self.mix(parts, bins)
+
+    def mix(self, parts: list[torch.Tensor], bins: torch.Tensor) -> torch.Tensor:
+        """The experts' scores [P, M] (one per expert) → the final score: gated by the scored items' bins [M] or
+        [P, M], then calibrated per bin when a calibration is set. A single part is not gated."""
+        if self.gate is None or len(parts) == 1:
             out = parts[0]
         else:
             w = self.gate.for_items(bins).to(parts[0].dtype)  # [K, M] or [K, P, M]
