@@ -13,7 +13,7 @@ import os
 import signal
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -92,9 +92,36 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _event(raw: bytes) -> dict | None:
+    """One events.jsonl line as an event, or None when it is not one a reader can use (not UTF-8, not JSON,
+    not an object, no known `kind`, no numeric `time`)."""
+    try:
+        event = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+        return None
+    if not isinstance(event, dict) or event.get("kind") not in EVENT_KINDS:
+        return None
+    if not isinstance(event.get("time"), (int, float)) or isinstance(event.get("time"), bool):
+        return None
+    if not isinstance(event.get("stage", ""), str):
+        return None
+    event.setdefault("stage", "")
+    return event
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object file, or {} when it is missing, unreadable or not an object (a reader never fails on it)."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 @dataclass
 class RunFolder:
     path: Path
+    bad_lines: int = field(default=0, init=False, compare=False)  # events.jsonl lines skipped by the readers
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -173,10 +200,11 @@ class RunFolder:
         events = []
         for raw in chunk[: end + 1].splitlines():
             if raw.strip():
-                try:
-                    events.append(json.loads(raw))
-                except json.JSONDecodeError:
-                    continue  # a torn line from a crash mid-write: skip, never fail the reader
+                event = _event(raw)
+                if event is None:  # torn by a crash mid-write, or edited by hand: skip, never fail the reader
+                    self.bad_lines += 1
+                    continue
+                events.append(event)
         return events, offset + end + 1
 
     def events(self) -> list[dict]:
@@ -204,34 +232,56 @@ class RunFolder:
         except (FileNotFoundError, ValueError):
             return None
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "worker.lock"
+
     def acquire(self) -> None:
-        """Take the folder for this process; refuse if a live worker owns it, clear a stale lock.
+        """Take the folder for this process, atomically: an exclusive `flock` on worker.lock, held until
+        `release` or the process's end (the kernel drops it with the process, so a crash never leaves a lock
+        that needs clearing); then worker.pid says who holds it. A live holder makes this an InputError.
 
         `padtui run --detach` writes the worker's pid before the worker starts, and `accelerate launch` runs the
-        worker as a child of the pid it wrote: both count as this process."""
-        pid = self.worker_pid()
-        if pid is not None and pid not in (os.getpid(), os.getppid()):
-            if pid_alive(pid):
-                raise InputError(
-                    f"{self.path}: this run is owned by a live worker (pid {pid}); a second worker on the same "
-                    f"folder is refused. Watch it with `padtui attach {self.path}`, or stop it (`kill {pid}`) "
-                    f"and then `padtui resume {self.path}`."
-                )
-            self.pid_path.unlink(missing_ok=True)
-            self.log(f"cleared a stale lock: worker pid {pid} is gone")
+        worker as a child of the pid it wrote: both only rewrite worker.pid with the holder's own pid."""
+        import fcntl
+
+        if getattr(self, "_lock_fd", None) is not None:
+            return
+        def refuse(pid: int | None) -> InputError:
+            return InputError(
+                f"{self.path}: this run is owned by a live worker (pid {pid or '?'}); a second worker on the same "
+                f"folder is refused. Watch it with `padtui attach {self.path}`, or stop it"
+                f"{f' (`kill {pid}`)' if pid else ''} and then `padtui resume {self.path}`."
+            )
+
+        fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(self.pid_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if self.worker_pid() in (os.getpid(), os.getppid()):
-                atomic_write_text(self.pid_path, f"{os.getpid()}\n")
-                return
-            raise InputError(f"{self.path}: another worker took this run folder just now.") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise refuse(self.worker_pid()) from None
+        # under the lock nobody else can be here: the pid check and the pid write cannot interleave
+        owner = self.worker_pid()
+        if owner is not None and owner not in (os.getpid(), os.getppid()):
+            if pid_alive(owner):  # a worker that does not take the lock (an older padtui) still owns the run
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                raise refuse(owner)
+            self.log(f"cleared a stale lock: worker pid {owner} is gone")
+        self._lock_fd = fd
+        atomic_write_text(self.pid_path, f"{os.getpid()}\n")
 
     def release(self) -> None:
+        import fcntl
+
+        fd = getattr(self, "_lock_fd", None)
+        if fd is None:
+            return
         if self.worker_pid() == os.getpid():
             self.pid_path.unlink(missing_ok=True)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        self._lock_fd = None
 
     def stop(self, sig: int = signal.SIGTERM) -> bool:
         pid = self.worker_pid()
@@ -242,16 +292,10 @@ class RunFolder:
 
     # state
     def results(self) -> dict:
-        try:
-            return json.loads(self.results_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        return _read_json(self.results_path)
 
     def manifest(self) -> dict:
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        return _read_json(self.manifest_path)
 
     def status(self, events: list[dict] | None = None) -> str:
         """running | done | failed | interrupted | stopped | created."""

@@ -248,10 +248,12 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
     from padtui.results_table import protocol_line, results_table
 
     results = run.results()
+    status = run.status()
+    report_bad_lines([run])
     if not results.get("stages"):
-        console.print(f"{run.path}: no results yet (status: {run.status()}).")
+        console.print(f"{run.path}: no results yet (status: {status}).")
         return
-    console.print(f"[bold]{run.path}[/]  ({run.status()})")
+    console.print(f"[bold]{run.path}[/]  ({status})")
     console.print(protocol_line(results))
     console.print(results_table(results))
     if bins:
@@ -382,9 +384,18 @@ def cmd_runs(args) -> int:
         count += 1
     if count:
         console.print(table)
+        report_bad_lines(runs)
     else:
         console.print(f"no runs in {args.runs_dir}. Start one: padtui run demo")
     return 0
+
+
+def report_bad_lines(runs: list[RunFolder]) -> None:
+    """One line per run whose events.jsonl had lines the readers skipped (hand-edited, or torn by a crash)."""
+    for run in runs:
+        if run.bad_lines:
+            err.print(f"note: {run.events_path}: {run.bad_lines} line(s) that are not events were skipped "
+                      f"(not UTF-8 JSON objects with a known 'kind' and a 'time').", markup=False)
 
 
 def cmd_presets(args) -> int:

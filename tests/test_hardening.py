@@ -1,0 +1,111 @@
+"""Corrupt run state must never cost a user the runs folder: bad event lines, concurrent workers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import InputError
+from core.runs import RunFolder
+from test_cli import invoke
+
+
+def finished_run(root: Path, name: str) -> RunFolder:
+    """A run folder as a finished run leaves it (config, events, results), written without training."""
+    run = RunFolder(root / name)
+    run.path.mkdir(parents=True)
+    run.config_path.write_text('preset = "demo"\n')
+    run.emit("run_start", "", run=name, preset="demo", seed=1, stages=["pretrain"])
+    run.emit("run_end", "", status="done", seconds=1.0)
+    metrics = {g: {"HR@10": 0.5, "NDCG@10": 0.25, "n": 10} for g in ("overall", "warm", "cold")}
+    run.results_path.write_text(json.dumps({"stages": {"pretrain": {"test": metrics, "valid": metrics}}}))
+    return run
+
+
+BAD_LINES = [b'{"time": 1}\n', b'{"a\xff\n', b"42\n", b'{"kind": "run_end"}\n', b'{"time": 2, "kind": 7}\n',
+             b'{"time": true, "kind": "step"}\n', b"[1, 2]\n", b'{"time": 3, "kind": "eval", "stage": 5}\n']
+
+
+@pytest.mark.parametrize("line", BAD_LINES, ids=lambda b: b.decode("latin-1").strip())
+def test_a_bad_events_line_is_skipped_counted_and_never_hides_the_other_runs(runs_dir, line):
+    broken, fine = finished_run(runs_dir, "broken"), finished_run(runs_dir, "fine")
+    with open(broken.events_path, "ab") as fh:
+        fh.write(line)
+    broken.emit("resumed", "", done=[])  # a good event after the bad line is still read
+    assert [e["kind"] for e in RunFolder(broken.path).events()] == ["run_start", "run_end", "resumed"]
+    code, out, err = invoke("runs", "--runs-dir", str(runs_dir))
+    assert code == 0 and "broken" in out and "fine" in out, (out, err)
+    assert "Traceback" not in out + err and "1 line(s) that are not events were skipped" in err
+    code, out, err = invoke("show", str(broken.path))
+    assert code == 0 and "SR baseline" in out and "Traceback" not in out + err
+    assert err.count("skipped") == 1
+
+
+def test_a_results_file_that_is_not_utf8_json_reads_as_empty(runs_dir):
+    run = finished_run(runs_dir, "r")
+    run.results_path.write_bytes(b'{"stages": \xff')
+    assert run.results() == {}
+    run.results_path.write_text("[1, 2]")
+    assert run.results() == {} and run.manifest() == {}
+    code, out, err = invoke("runs", "--runs-dir", str(runs_dir))
+    assert code == 0 and "Traceback" not in out + err
+
+
+def _try_lock(path: str, start: float, queue) -> None:
+    while time.time() < start:
+        pass
+    run = RunFolder(Path(path))
+    try:
+        run.acquire()
+    except InputError:
+        queue.put(0)
+        return
+    queue.put(1)
+    time.sleep(1.5)  # hold it while the others try
+    run.release()
+
+
+def test_the_run_lock_is_atomic_under_many_concurrent_tries_with_a_stale_pid(runs_dir):
+    run = finished_run(runs_dir, "locked")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(5):
+        run.pid_path.write_text(f"{dead.pid}\n")  # the state after any crash
+        queue = ctx.Queue()
+        start = time.time() + 0.3
+        procs = [ctx.Process(target=_try_lock, args=(str(run.path), start, queue)) for _ in range(12)]
+        for p in procs:
+            p.start()
+        got = [queue.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        assert sum(got) == 1, f"trial {trial}: {sum(got)} processes got the lock"
+    assert not run.pid_path.exists()  # the winner released it
+
+
+def test_the_lock_is_dropped_with_a_killed_worker(runs_dir):
+    run = finished_run(runs_dir, "killed")
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; sys.path.insert(0, %r); from core.runs import RunFolder; "
+                               "RunFolder(%r).acquire(); print('held', flush=True); time.sleep(60)"
+                               % (str(Path(__file__).resolve().parent.parent), str(run.path))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"pid {holder.pid}"):
+            RunFolder(run.path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    other = RunFolder(run.path)
+    other.acquire()  # SIGKILL released the flock; the stale pid file is cleared
+    assert other.worker_pid() == os.getpid()
+    other.release()
