@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -422,12 +423,102 @@ def resolve(data: dict, where: str, name: str = "") -> RunConfig:
     return cfg
 
 
+# The range of every numeric key: (low, high, low inclusive, high inclusive); None = unbounded. `*` matches one
+# dotted part (any stage). Checked before a run folder exists; a numeric key with no range here is a bug that
+# tests/test_config.py catches.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "seed": (0, 2**32 - 1, True, True),
+    "dataset.filter.min_user_interactions": (3, None, True, True),
+    "dataset.filter.min_rating": (None, None, True, True),
+    "dataset.synthetic.n_users": (1, None, True, True),
+    "dataset.synthetic.n_items": (2, None, True, True),
+    "dataset.synthetic.n_topics": (1, None, True, True),
+    "dataset.synthetic.mean_length": (3, None, True, True),
+    "dataset.synthetic.tail_exponent": (0, None, False, True),
+    "dataset.synthetic.drift": (0, 1, True, True),
+    "backbone.hidden_size": (1, None, True, True),
+    "backbone.n_layers": (1, None, True, True),
+    "backbone.n_heads": (1, None, True, True),
+    "backbone.dropout": (0, 1, True, False),
+    "backbone.max_len": (2, None, True, True),
+    "backbone.mask_prob": (0, 1, False, False),
+    "llm.max_length": (1, None, True, True),
+    "llm.batch_size": (1, None, True, True),
+    "stages.*.epochs": (1, None, True, True),
+    "stages.*.lr": (0, 10, False, True),
+    "stages.*.weight_decay": (0, None, True, True),
+    "stages.*.batch_size": (1, None, True, True),
+    "stages.*.n_negatives": (1, None, True, True),
+    "stages.*.patience": (1, None, True, True),
+    "stages.*.grad_accum": (1, None, True, True),
+    "stages.*.max_grad_norm": (0, None, True, True),
+    "stages.align.mmd_weight": (0, None, True, True),
+    "stages.align.infonce_temperature": (0, None, False, True),
+    "stages.*.adapter_layers": (0, None, True, True),
+    "stages.*.adapter_dropout": (0, 1, True, False),
+    "stages.align.mmd_max_rows": (2, None, True, True),
+    "stages.disentangle.gate_lr": (0, 10, False, True),
+    "stages.disentangle.n_bins": (2, None, True, True),
+    "stages.disentangle.gate_init_aligned": (-50, 50, True, True),
+    "stages.disentangle.expert_loss": (0, None, True, True),
+    "stages.disentangle.gate_fit_steps": (1, None, True, True),
+    "stages.disentangle.gate_fit_users": (0, None, True, True),
+    "stages.disentangle.knn_window": (1, None, True, True),
+    "eval.ks[*]": (1, None, True, True),
+    "eval.batch_size": (1, None, True, True),
+    "eval.item_chunk": (1, None, True, True),
+    "eval.fit_share": (0, 1, True, False),
+    "train.checkpoint_every_steps": (0, None, True, True),
+    "train.log_every_steps": (1, None, True, True),
+    "train.num_workers": (0, None, True, True),
+    "train.threads": (0, None, True, True),
+    "train.num_processes": (1, None, True, True),
+}
+
+
+def numeric_keys(obj: Any, prefix: str = "") -> typing.Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every number in a config (list items as `key[i]`)."""
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from numeric_keys(value, f"{key}.")
+        elif isinstance(value, list):
+            yield from ((f"{key}[{i}]", v) for i, v in enumerate(value) if isinstance(v, (int, float)))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield key, value
+
+
+def range_of(key: str) -> tuple[float | None, float | None, bool, bool] | None:
+    parts = key.replace("[", ".[").split(".")
+    for pattern, bounds in RANGES.items():
+        want = pattern.replace("[", ".[").split(".")
+        if len(want) == len(parts) and all(w in ("*", "[*]") or w == p for w, p in zip(want, parts)):
+            return bounds
+    return None
+
+
+def _check_ranges(cfg: RunConfig, bad) -> None:
+    for key, value in numeric_keys(cfg):
+        if isinstance(value, float) and not math.isfinite(value):
+            bad(key, f"= {value} must be a finite number.")
+        bounds = range_of(key)
+        if bounds is None:
+            continue
+        lo, hi, lo_in, hi_in = bounds
+        if (lo is not None and (value < lo or (value == lo and not lo_in))) or (
+                hi is not None and (value > hi or (value == hi and not hi_in))):
+            low = "" if lo is None else f"{'≥' if lo_in else '>'} {lo:g}"
+            high = "" if hi is None else f"{'≤' if hi_in else '<'} {hi:g}"
+            bad(key, f"= {value!r} is out of range: it must be {' and '.join(x for x in (low, high) if x)}.")
+
+
 def validate(cfg: RunConfig, where: str) -> None:
-    """Cross-field checks that types alone cannot express."""
+    """Every number in its range, then the cross-field checks that types alone cannot express."""
 
     def bad(key: str, why: str) -> None:
         raise InputError(f"{where}: key '{key}' {why}")
 
+    _check_ranges(cfg, bad)
     if cfg.dataset.source in ("hub", "local") and not cfg.dataset.path:
         bad("dataset.path", f"is required for source = '{cfg.dataset.source}'.")
     bb = cfg.backbone

@@ -293,3 +293,55 @@ def test_every_part_preset_validates(kind, name):
     key = {"datasets": "dataset", "backbones": "backbone", "llms": "llm"}[kind]
     cfg = resolve({key: name}, f"test ({path})")
     assert getattr(cfg, key).preset == name
+
+
+def _out_of_range(key: str, value) -> list:
+    """Values just outside the key's range, plus NaN / inf for floats."""
+    from core.config import range_of
+
+    lo, hi, lo_in, hi_in = range_of(key)
+    step = 1 if isinstance(value, int) else 1e-9
+    out = []
+    if lo is not None:
+        out.append(type(value)(lo - step) if lo_in else type(value)(lo))
+    if hi is not None:
+        out.append(type(value)(hi + step) if hi_in else type(value)(hi))
+    if isinstance(value, float):
+        out += [float("nan"), float("inf")]
+    return out
+
+
+def test_every_numeric_key_has_a_range_and_out_of_range_values_are_named(runs_dir):
+    """Walk every number of a resolved config: each has a range, and a value outside it is an InputError that
+    names the key — before any run folder exists (`padtui run` exits 2 and leaves the runs folder empty)."""
+    from core.config import numeric_keys, range_of, resolve
+
+    cfg = load_run_config("demo")
+    keys = dict(numeric_keys(cfg))
+    missing = [k for k in keys if range_of(k) is None]
+    assert not missing, f"numeric keys without a range in core.config.RANGES: {missing}"
+    tried = 0
+    for key, value in keys.items():
+        for bad in _out_of_range(key, value):
+            data = cfg.to_dict()
+            node, parts = data, key.replace("]", "").replace("[", ".").split(".")
+            for part in parts[:-1]:
+                node = node[part]
+            last = parts[-1]
+            node[int(last) if last.isdigit() else last] = bad
+            with pytest.raises(InputError, match=key.split("[")[0].replace(".", r"\.")):
+                resolve(data, "test")
+            tried += 1
+    assert tried > 100
+
+
+@pytest.mark.parametrize("assignment", ["backbone.n_heads=0", "backbone.n_heads=-2", "eval.batch_size=0",
+                                        "eval.item_chunk=0", "backbone.dropout=5.0",
+                                        "stages.pretrain.weight_decay=-5.0", "stages.pretrain.lr=nan",
+                                        "seed=-1", "seed=99999999999", "stages.pretrain.patience=0"])
+def test_values_that_used_to_crash_are_exit_2_before_a_run_folder(assignment, runs_dir):
+    from test_cli import expect_input_error
+
+    err = expect_input_error("run", "demo", "--set", assignment, "--runs-dir", str(runs_dir))
+    assert assignment.split("=")[0] in " ".join(err.split())
+    assert list(runs_dir.iterdir()) == []
