@@ -37,19 +37,46 @@ def say_error(label: str, message: str, style: str = "bold red") -> None:
 # ───────────────────────────── commands ─────────────────────────────
 
 
+def find_run(name: str, runs_dir: Path) -> Path:
+    """A run (or seed group) given as a path, or by the name `padtui runs`, the history and the banners print
+    (looked up in the runs folder, seed groups included). Anything else is an InputError."""
+    path = Path(name)
+    if (path / "config.toml").is_file() or (path / "group.json").is_file():
+        return path
+    inside = Path(runs_dir) / name
+    if (inside / "config.toml").is_file() or (inside / "group.json").is_file():
+        return inside
+    matches = [r.path for r in iter_runs(Path(runs_dir)) if r.name == name]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise InputError(f"run name '{name}' matches {len(matches)} runs in {runs_dir} "
+                         f"({', '.join(str(m) for m in matches[:3])}); pass the path.")
+    what = "is not a run folder (no config.toml)" if path.is_dir() else "is neither a run folder nor a run name"
+    raise InputError(f"'{name}' {what} in {runs_dir}. `padtui runs` lists the runs (or pass --runs-dir).")
+
+
 def cmd_tui(args) -> int:
     from padtui.app import run_app
 
-    return run_app(runs_dir=Path(args.runs_dir), attach=Path(args.run) if getattr(args, "run", None) else None)
+    attach = find_run(args.run, Path(args.runs_dir)) if getattr(args, "run", None) else None
+    return run_app(runs_dir=Path(args.runs_dir), attach=attach)
 
 
 def _seeds(spec: str | None) -> list[int]:
     if not spec:
         return []
     try:
-        return [int(s) for s in spec.split(",") if s.strip()]
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
     except ValueError:
         raise InputError(f"--seeds '{spec}': expected a comma list of integers, e.g. --seeds 1,2,3.") from None
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise InputError(f"--seeds '{spec}': seed {', '.join(map(str, twice))} appears twice; each seed is one run.")
+    out = [s for s in seeds if not 0 <= s <= 2**32 - 1]
+    if out:
+        raise InputError(f"--seeds '{spec}': seed {out[0]} is out of range (0 to {2**32 - 1}).")
+    return seeds
 
 
 def cmd_run(args) -> int:
@@ -164,7 +191,7 @@ def cmd_worker(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    path = Path(args.run)
+    path = find_run(args.run, Path(args.runs_dir))
     if (path / "group.json").is_file():
         runs = [RunFolder(p) for p in sorted(path.glob("seed-*"))]
     else:
@@ -223,7 +250,7 @@ def _execute_with_progress(run: RunFolder, resume: bool) -> int:
 
 
 def cmd_show(args) -> int:
-    path = Path(args.run)
+    path = find_run(args.run, Path(args.runs_dir))
     if (path / "group.json").is_file():
         show_group(path)
         return 0
@@ -424,20 +451,32 @@ def cmd_presets(args) -> int:
     if args.action == "copy":
         if not args.dest:
             raise InputError("padtui presets copy NAME DEST: give a destination file.")
-        source = _find_any_preset(args.name)
+        kind, source = _find_any_preset(args.name)
         dest = Path(args.dest)
+        if dest.suffix != ".toml" and os.sep not in args.dest:  # a bare name: a preset of the same kind, by name
+            from core.config import user_presets_dir
+
+            dest = user_presets_dir() / kind / f"{args.dest}.toml"
+        elif not dest.parent.is_dir():
+            raise InputError(f"{dest}: the folder {dest.parent} does not exist. Create it first, or give a bare "
+                             f"name to copy into your presets folder.")
         if dest.exists():
             raise InputError(f"{dest}: already exists; choose another destination.")
-        dest.write_text(source.read_text())
+        from core.runs import atomic_write_text
+
+        try:
+            atomic_write_text(dest, source.read_text())
+        except OSError as exc:
+            raise InputError(f"{dest}: cannot write ({exc.strerror or exc}). Choose a writable destination.") from None
         console.print(f"copied {source} → {dest}")
         return 0
     raise InputError(f"unknown presets action '{args.action}'")
 
 
-def _find_any_preset(name: str) -> Path:
+def _find_any_preset(name: str) -> tuple[str, Path]:
     for kind in PRESET_KINDS:
         if name in list_presets(kind):
-            return preset_path(kind, name)
+            return kind, preset_path(kind, name)
     raise InputError(f"unknown preset '{name}'. `padtui presets list` shows them all.")
 
 

@@ -109,3 +109,56 @@ def test_the_lock_is_dropped_with_a_killed_worker(runs_dir):
     other.acquire()  # SIGKILL released the flock; the stale pid file is cleared
     assert other.worker_pid() == os.getpid()
     other.release()
+
+
+# ───────────────────────────── small ones ─────────────────────────────
+
+
+def test_duplicate_seeds_are_exit_2_and_leave_nothing(runs_dir):
+    from test_cli import expect_input_error
+
+    err = expect_input_error("run", "demo", "--seeds", "1,1", "--runs-dir", str(runs_dir))
+    assert "seed 1 appears twice" in " ".join(err.split())
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_presets_copy_to_a_missing_or_read_only_folder_is_exit_2(tmp_path, monkeypatch):
+    from test_cli import expect_input_error
+
+    err = expect_input_error("presets", "copy", "demo", "/nodir/x.toml")
+    assert "/nodir" in err and "does not exist" in err
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root writes anywhere: nothing to test then
+            pytest.skip("this user can write to a read-only folder")
+        err = expect_input_error("presets", "copy", "demo", str(ro / "x.toml"))
+        assert "cannot write" in err
+    finally:
+        ro.chmod(0o700)
+
+
+def test_presets_copy_with_a_bare_name_makes_a_preset_show_can_find(tmp_path, monkeypatch):
+    monkeypatch.setenv("PADTUI_PRESETS", str(tmp_path / "mine"))
+    code, out, err = invoke("presets", "copy", "demo", "mydemo")
+    assert code == 0, err
+    assert (tmp_path / "mine" / "runs" / "mydemo.toml").is_file()
+    code, out, err = invoke("presets", "show", "mydemo")
+    assert code == 0 and "[stages.pretrain]" in out
+
+
+@pytest.mark.parametrize("command", ["attach", "show", "resume"])
+def test_a_run_is_found_by_its_bare_name_and_a_missing_one_is_exit_2(command, runs_dir, monkeypatch):
+    from test_cli import expect_input_error
+
+    run = finished_run(runs_dir, "demo-20261202-101010")
+    err = expect_input_error("--runs-dir", str(runs_dir), command, "nosuchrun")
+    assert "nosuchrun" in err and "padtui runs" in " ".join(err.split())
+    if command == "show":
+        code, out, err = invoke("--runs-dir", str(runs_dir), "show", run.name)
+        assert code == 0 and "SR baseline" in out
+    from padtui import cli
+
+    assert cli.find_run(run.name, runs_dir) == run.path
+    assert cli.find_run(str(run.path), Path("elsewhere")) == run.path
