@@ -19,3 +19,7 @@ class RunFailure(Exception):
 
 class Interrupted(Exception):
     """SIGTERM / SIGINT reached the worker; a checkpoint was saved and the run can be resumed."""
+
+
+class ResumeRefused(InputError):
+    """A resume that would continue on other data than the run started with: the run itself is untouched."""

@@ -29,7 +29,7 @@ import torch
 from core.config import STAGES, RunConfig, config_to_toml, load_saved_config
 from core.data import SeqData, load_data
 from core.engine import STAGE_INDEX, eval_inputs, is_out_of_memory, load_weights, train_stage
-from core.errors import InputError, Interrupted, RunFailure
+from core.errors import InputError, Interrupted, ResumeRefused, RunFailure
 from core.runs import RunFolder, atomic_write_file, atomic_write_json, atomic_write_text, check_writable, new_run_path
 from core.stages import BUILDERS
 
@@ -463,7 +463,30 @@ def _record_end(run: RunFolder, t0: float, message: str, status: str) -> None:
         pass
 
 
-def execute(run: RunFolder, resume: bool = False) -> dict:
+def check_same_data(run: RunFolder, data: SeqData) -> None:
+    """On resume: the data must be what the run started with (manifest.json's dataset fingerprint and item map),
+    or the checkpoints would go on training — or fail to load — on something else."""
+    manifest = run.manifest()
+    if not manifest:
+        return
+    was, now = manifest.get("dataset", {}), {"fingerprint": data.fingerprint, "stats": data.stats()}
+    changes = []
+    if was.get("fingerprint") != now["fingerprint"]:
+        changes.append(f"dataset fingerprint {was.get('fingerprint')} → {now['fingerprint']}")
+    if manifest.get("item_map_hash") not in (None, data.item_map_hash):
+        changes.append(f"item map {manifest['item_map_hash'][:12]} → {data.item_map_hash[:12]}")
+    for key in ("users", "items", "interactions"):
+        before, after = was.get("stats", {}).get(key), now["stats"].get(key)
+        if before is not None and before != after:
+            changes.append(f"{key} {before:,} → {after:,}")
+    if changes:
+        raise ResumeRefused(
+            f"{run.path}: the data changed since this run started ({'; '.join(changes)}). Resuming would continue "
+            f"on other data; the run is left as it was. Restore the data, start a new run, or resume anyway with "
+            f"`padtui resume {run.path} --allow-changed-data` (manifest.json keeps the original record).")
+
+
+def execute(run: RunFolder, resume: bool = False, allow_changed_data: bool = False) -> dict:
     """Run (or continue) every stage of the run that has no result yet. Returns results.json's content."""
     cfg = load_saved_config(run.config_path)
     stages = run_stages(run)
@@ -476,6 +499,8 @@ def execute(run: RunFolder, resume: bool = False) -> dict:
     t0 = time.perf_counter()
     try:
         data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=run.log)
+        if resume and not allow_changed_data:
+            check_same_data(run, data)
         ctx = RunContext(run, cfg, acc, data, stop)
         results = run.results() if resume else {}
         done = [s for s in stages if s in results.get("stages", {})]
@@ -484,7 +509,7 @@ def execute(run: RunFolder, resume: bool = False) -> dict:
         else:
             ctx.emit("run_start", "", run=run.name, preset=cfg.preset, seed=cfg.seed, stages=stages,
                      device=str(acc.device), num_processes=acc.num_processes)
-        if ctx.main:
+        if ctx.main and not run.manifest_path.is_file():  # the record of how the run began is never rewritten
             atomic_write_json(run.manifest_path, {
                 "run": run.name, "preset": cfg.preset, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "protocol": protocol(cfg, data), "dataset": {"fingerprint": data.fingerprint, "stats": data.stats()},
@@ -517,6 +542,8 @@ def execute(run: RunFolder, resume: bool = False) -> dict:
         if acc.is_main_process:
             _record_end(run, t0, str(exc), "stopped")
         raise
+    except ResumeRefused:
+        raise  # nothing happened to the run: it stays resumable
     except (RunFailure, InputError) as exc:
         if acc.is_main_process:
             _record_end(run, t0, str(exc), "failed")
@@ -539,7 +566,7 @@ def execute(run: RunFolder, resume: bool = False) -> dict:
             run.release()
 
 
-def detach_worker(path: Path, resume: bool = False, num_processes: int = 1) -> int:
+def detach_worker(path: Path, resume: bool = False, num_processes: int = 1, allow_changed_data: bool = False) -> int:
     """Start `python -m padtui worker RUN` in its own session (survives the terminal / SSH link); with several
     processes through `accelerate launch`. The worker's pid is written to worker.pid before returning, so a
     reader never sees a launched run as interrupted."""
@@ -550,6 +577,8 @@ def detach_worker(path: Path, resume: bool = False, num_processes: int = 1) -> i
                "-m", "padtui", "worker", str(path)]
     if resume:
         cmd.append("--resume")
+    if allow_changed_data:
+        cmd.append("--allow-changed-data")
     with open(path / "worker.out", "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=os.getcwd(), env=os.environ.copy())

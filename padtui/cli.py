@@ -183,7 +183,7 @@ def cmd_worker(args) -> int:
         if run.status() == "done":
             continue
         try:
-            execute(run, resume=args.resume or bool(run.events()))
+            execute(run, resume=args.resume or bool(run.events()), allow_changed_data=args.allow_changed_data)
         except (InputError, RunFailure, Interrupted) as exc:
             say_error("error: ", str(exc))
             return 1 if not isinstance(exc, InputError) else 2
@@ -212,13 +212,14 @@ def cmd_resume(args) -> int:
         print(f"run: {path}", flush=True)
     if args.detach:
         processes = load_saved_config(runs[0].config_path).train.num_processes if runs else 1  # as the run began
-        pid = detach_worker(path, resume=True, num_processes=processes)
+        pid = detach_worker(path, resume=True, num_processes=processes, allow_changed_data=args.allow_changed_data)
         console.print(f"worker pid {pid} (detached). Watch: padtui attach {path}")
         return 0
     for run in runs:
         if run.status() == "done":
             continue
-        code = _execute_with_progress(run, resume=True) if main else _execute_quietly(run, resume=True)
+        code = (_execute_with_progress(run, resume=True, allow_changed_data=args.allow_changed_data) if main
+                else _execute_quietly(run, resume=True))
         if code:
             return code
     if main:
@@ -226,7 +227,7 @@ def cmd_resume(args) -> int:
     return 0
 
 
-def _execute_with_progress(run: RunFolder, resume: bool) -> int:
+def _execute_with_progress(run: RunFolder, resume: bool, allow_changed_data: bool = False) -> int:
     """Run in this process, with a rich progress display fed by the run's own events."""
     from core.pipeline import execute
     from padtui.progress import EventProgress
@@ -236,7 +237,7 @@ def _execute_with_progress(run: RunFolder, resume: bool) -> int:
     follower = threading.Thread(target=progress.follow, args=(stop,), daemon=True)
     follower.start()
     try:
-        execute(run, resume=resume)
+        execute(run, resume=resume, allow_changed_data=allow_changed_data)
         return 0
     except Interrupted as exc:
         say_error("stopped: ", f"{exc}. Resume with: padtui resume {run.path}", style="yellow")
@@ -584,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     rs.add_argument("run")
     rs.add_argument("--detach", action="store_true")
+    rs.add_argument("--allow-changed-data", action="store_true",
+                    help="resume even though the data differs from what the run started with")
     rs.set_defaults(func=cmd_resume)
 
     s = sub.add_parser("show", help="the results table of a run (or a seed group)")
@@ -622,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker")  # internal: the detached worker process
     w.add_argument("run")
     w.add_argument("--resume", action="store_true")
+    w.add_argument("--allow-changed-data", action="store_true")
     w.set_defaults(func=cmd_worker)
     return p
 

@@ -162,3 +162,32 @@ def test_a_run_is_found_by_its_bare_name_and_a_missing_one_is_exit_2(command, ru
 
     assert cli.find_run(run.name, runs_dir) == run.path
     assert cli.find_run(str(run.path), Path("elsewhere")) == run.path
+
+
+# ───────────────────────────── resume on changed data ─────────────────────────────
+
+
+def test_resume_on_changed_data_is_refused_and_the_manifest_keeps_its_record(tmp_path, runs_dir):
+    from test_bad_input import local_preset, write_csv
+
+    rows = [[f"u{u}", f"i{(u * 3 + k) % 20 + 1}", k, 5] for u in range(30) for k in range(8)]
+    data = write_csv(tmp_path / "ratings.csv", ["user", "item", "ts", "rating"], rows)
+    preset = local_preset(tmp_path, data, extra="[stages.pretrain]\nepochs = 1\n[backbone]\nhidden_size = 8\nmax_len = 10\n")
+    code, out, err = invoke("run", str(preset), "--stages", "pretrain", "--runs-dir", str(runs_dir))
+    assert code == 0, err
+    run = RunFolder(next(runs_dir.iterdir()))
+    manifest = run.manifest_path.read_text()
+    # as a crash leaves it: no run_end
+    lines = run.events_path.read_text().splitlines(keepends=True)
+    run.events_path.write_text("".join(line for line in lines if '"run_end"' not in line))
+    assert run.status() == "interrupted"
+    write_csv(data, ["user", "item", "ts", "rating"], rows[:-40])  # 40 rows gone, the same items
+    code, out, err = invoke("resume", str(run.path))
+    text = " ".join(err.split())
+    assert code == 2 and "the data changed since this run started" in text and "interactions 240 → 200" in text, err
+    assert "dataset fingerprint" in text and "--allow-changed-data" in text and "Traceback" not in err
+    assert run.manifest_path.read_text() == manifest  # the record of the original data is kept
+    assert run.status() == "interrupted"  # refused, not failed: still resumable
+    code, out, err = invoke("resume", str(run.path), "--allow-changed-data")
+    assert code == 0, err
+    assert run.manifest_path.read_text() == manifest
