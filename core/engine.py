@@ -299,11 +299,28 @@ def save_last(ctx, folder: Path, state: dict) -> None:
     acc.wait_for_everyone()
 
 
-def find_last(folder: Path) -> Path | None:
-    """The last complete checkpoint (a crash between the two renames leaves it as `.old`)."""
-    for cand in (folder, folder.with_name(folder.name + ".old")):
-        if (cand / "trainer.json").is_file():
-            return cand
+def load_last(ctx, folder: Path, state: dict) -> Path | None:
+    """Load the stage's last checkpoint into the prepared objects and `state`; a damaged one (truncated file,
+    bad JSON) falls back to the previous one (`last.old`, kept by a crash mid-swap) with a warning, or else is a
+    RunFailure that names the file and what to delete."""
+    candidates = [c for c in (folder, folder.with_name(folder.name + ".old")) if (c / "trainer.json").is_file()]
+    problems = []
+    for cand in candidates:
+        try:
+            trainer = json.loads((cand / "trainer.json").read_text())
+            ctx.accelerator.load_state(str(cand))
+        except Exception as exc:  # noqa: BLE001 — SafetensorError, pickle / zip errors, JSON, OSError
+            problems.append(f"{cand}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+            ctx.log(f"warning: checkpoint {cand} is unreadable ({problems[-1]})")
+            continue
+        if problems:
+            ctx.log(f"warning: resuming from the previous checkpoint {cand} instead")
+        state.update(trainer)
+        return cand
+    if problems:
+        raise RunFailure(f"the last checkpoint of this stage is damaged ({'; '.join(problems)}). Delete "
+                         f"{folder} (and {folder.name}.old if present) and `padtui resume` again: the stage starts "
+                         f"over, the earlier stages are kept.", log=str(ctx.run.log_path))
     return None
 
 
@@ -317,6 +334,12 @@ def load_weights(model: nn.Module, path: Path) -> None:
         saved = load_file(str(path))
     except FileNotFoundError:
         raise RunFailure(f"{path}: checkpoint missing; run the earlier stage first (`padtui resume` does).") from None
+    except Exception as exc:  # noqa: BLE001 — a truncated or overwritten file (SafetensorError, OSError)
+        stage = path.parent.name
+        raise RunFailure(
+            f"{path}: the checkpoint is damaged ({type(exc).__name__}: {str(exc)[:160]}). Delete the folder "
+            f"{path.parent} and `padtui resume` the run: stage '{stage}' (and the stages after it) train again, "
+            f"the stages before it are kept.") from None
     own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in saved] + [f"unexpected {k}" for k in saved if k not in own]
     problems += [f"{k} has shape {tuple(v.shape)}, the model {tuple(own[k].shape)}"
@@ -370,10 +393,8 @@ def train_stage(ctx, stage: Stage) -> dict:
 
     state = {"epoch": 0, "step": 0, "batch_size": cfg.batch_size, "best": None, "best_epoch": 0, "bad_epochs": 0,
              "train_seconds": 0.0, "eval_seconds": 0.0, "history": []}
-    last = find_last(folder / "last")
+    last = load_last(ctx, folder / "last", state)
     if last is not None:
-        acc.load_state(str(last))
-        state.update(json.loads((last / "trainer.json").read_text()))
         if state["batch_size"] != cfg.batch_size:  # auto_batch halved it: same samples seen, more steps
             state.update(step=state["step"] * state["batch_size"] // cfg.batch_size, batch_size=cfg.batch_size)
         ctx.emit("resumed", stage.name, epoch=state["epoch"] + 1, step=state["step"])

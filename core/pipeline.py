@@ -432,7 +432,9 @@ def run_stage(ctx: RunContext, name: str) -> dict:
 
 
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-DISK_WORDS = ("No space left", "StorageFull", "Disk quota", "Read-only file system", "file write failed")
+# torch's zip writer reports a short write as "unexpected pos N vs M" (or "file write failed")
+DISK_WORDS = ("No space left", "StorageFull", "Disk quota", "Read-only file system", "file write failed",
+              "unexpected pos")
 
 
 def disk_failure(run: RunFolder, exc: BaseException) -> RunFailure | None:
@@ -523,6 +525,13 @@ def execute(run: RunFolder, resume: bool = False, allow_changed_data: bool = Fal
         reuse = run.path / "reuse.json"
         if not results["stages"] and reuse.is_file():
             adopt_stages(ctx, RunFolder(Path(json.loads(reuse.read_text())["from"])), results)
+        for i, name in enumerate(stages):  # a finished stage whose weights were deleted trains again, and after it
+            if name in results["stages"] and not (run.checkpoints / name / "best.safetensors").is_file():
+                ctx.log(f"stage {name}: its checkpoint is gone; it and the stages after it train again")
+                for later in stages[i:]:  # their checkpoints were trained on the old weights: stale now
+                    results["stages"].pop(later, None)
+                    if ctx.main:
+                        shutil.rmtree(run.checkpoints / later, ignore_errors=True)
         for name in stages:
             if name in results["stages"]:
                 continue

@@ -191,3 +191,100 @@ def test_resume_on_changed_data_is_refused_and_the_manifest_keeps_its_record(tmp
     code, out, err = invoke("resume", str(run.path), "--allow-changed-data")
     assert code == 0, err
     assert run.manifest_path.read_text() == manifest
+
+
+# ───────────────────────────── damaged checkpoints, full disks ─────────────────────────────
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A tiny two-stage run stopped after stage 1 and one epoch of stage 2 (checkpoints on disk), to damage."""
+    from test_resume import tiny_llm
+
+    root = tmp_path_factory.mktemp("damaged")
+    llm = tiny_llm(root / "llm")
+    return root, llm
+
+
+def _train(root: Path, llm: Path, *sets: str) -> RunFolder:
+    from conftest import TINY
+
+    runs = root / "runs"
+    args = ["run", "demo", "--runs-dir", str(runs), "--stages", "pretrain,align"]
+    for s in (*TINY, f"llm.model={llm}", "stages.align.epochs=2", *sets):
+        args += ["--set", s]
+    before = set(runs.iterdir()) if runs.exists() else set()
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    return RunFolder(next(iter(set(runs.iterdir()) - before)))
+
+
+def _interrupt(run: RunFolder) -> None:
+    """As a crash leaves a run: no run_end, stage 2's result not yet written."""
+    lines = run.events_path.read_text().splitlines(keepends=True)
+    run.events_path.write_text("".join(line for line in lines if '"run_end"' not in line))
+    results = json.loads(run.results_path.read_text())
+    results["stages"].pop("align")
+    run.results_path.write_text(json.dumps(results))
+
+
+@pytest.mark.parametrize("damage", ["model.safetensors", "optimizer.bin", "trainer.json"])
+def test_a_damaged_last_checkpoint_names_the_file_and_what_to_delete(stopped_run, damage, tmp_cache):
+    root, llm = stopped_run
+    run = _train(root, llm)
+    _interrupt(run)
+    last = run.checkpoints / "align" / "last"
+    target = next(last.glob(damage)) if damage != "trainer.json" else last / damage
+    target.write_bytes(target.read_bytes()[:20])
+    code, out, err = invoke("resume", str(run.path))
+    text = " ".join(err.split())
+    assert code == 1 and "damaged" in text and str(last) in text and "Delete" in text, err
+    assert "Traceback" not in err
+    import shutil
+
+    shutil.rmtree(last)  # what the message says to do
+    code, out, err = invoke("resume", str(run.path))
+    assert code == 0, err
+    assert set(run.results()["stages"]) == {"pretrain", "align"}
+
+
+def test_a_damaged_last_falls_back_to_the_previous_one_when_a_crash_kept_it(stopped_run, tmp_cache):
+    import shutil
+
+    root, llm = stopped_run
+    run = _train(root, llm)
+    _interrupt(run)
+    last = run.checkpoints / "align" / "last"
+    shutil.copytree(last, last.with_name("last.old"))  # a crash between the two renames of a swap
+    (last / "model.safetensors").write_bytes(b"\x00" * 10)
+    code, out, err = invoke("resume", str(run.path))
+    assert code == 0, err
+    assert any("resuming from the previous checkpoint" in line for line in run.log_tail(100))
+
+
+def test_a_damaged_best_checkpoint_says_which_folder_to_delete_and_resume_retrains_it(stopped_run, tmp_cache):
+    root, llm = stopped_run
+    run = _train(root, llm)
+    _interrupt(run)
+    best = run.checkpoints / "pretrain" / "best.safetensors"
+    best.write_bytes(best.read_bytes()[:30])
+    import shutil
+
+    shutil.rmtree(run.checkpoints / "align")  # stage 2 starts from stage 1's best: it must read the damaged file
+    code, out, err = invoke("resume", str(run.path))
+    text = " ".join(err.split())
+    assert code == 1 and str(best) in text and "damaged" in text and f"Delete the folder {best.parent}" in text, err
+    shutil.rmtree(best.parent)
+    code, out, err = invoke("resume", str(run.path))
+    assert code == 0, err
+    assert (run.checkpoints / "pretrain" / "best.safetensors").is_file()
+    assert set(run.results()["stages"]) == {"pretrain", "align"}
+
+
+def test_torch_short_writes_are_recognised_as_a_full_disk(tmp_path):
+    from core.pipeline import disk_failure
+
+    run = RunFolder(tmp_path)
+    exc = RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 77056 vs 76948")
+    failure = disk_failure(run, exc)
+    assert failure is not None and "Free some space" in str(failure) and "padtui resume" in str(failure)
