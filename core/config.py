@@ -52,6 +52,7 @@ class ItemTable:
 class Filter:
     min_user_interactions: int = 5
     min_rating: float | None = None
+    drop_bad_rows: bool = False  # rows with a missing id or time: an error naming them, or dropped with a count
 
 
 @dataclass

@@ -510,6 +510,9 @@ def cmd_data(args) -> int:
                   f"items, {stats['interactions']:,} interactions, sparsity {stats['sparsity']:.4%}")
     sl = stats["seq_len"]
     console.print(f"sequence length: min {sl['min']}, median {sl['median']:.0f}, mean {sl['mean']:.1f}, max {sl['max']}")
+    if stats.get("repeated_pairs"):
+        console.print(f"{stats['repeated_pairs']:,} interactions repeat a (user, item) pair seen before: kept; as "
+                      f"targets they cannot be hit while eval.mask_history is true")
     if stats["items_without_text"]:
         console.print(f"[yellow]{stats['items_without_text']} items have no text (their id is used)[/]")
     table = Table(title="frequency bins (training interactions)", title_justify="left")

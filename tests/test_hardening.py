@@ -288,3 +288,61 @@ def test_torch_short_writes_are_recognised_as_a_full_disk(tmp_path):
     exc = RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 77056 vs 76948")
     failure = disk_failure(run, exc)
     assert failure is not None and "Free some space" in str(failure) and "padtui resume" in str(failure)
+
+
+# ───────────────────────────── bad cells in the data ─────────────────────────────
+
+
+def _stats(tmp_path, text: bytes | str, name: str = "d.csv", extra: str = "") -> tuple[int, str, str]:
+    data = tmp_path / name
+    data.write_bytes(text if isinstance(text, bytes) else text.encode())
+    preset = tmp_path / "p.toml"
+    preset.write_text(f'[dataset]\nsource = "local"\npath = "{data}"\n'
+                      f'[dataset.columns]\nuser = "user"\nitem = "item"\ntime = "ts"\n{extra}')
+    return invoke("data", "stats", str(preset))
+
+
+def _rows(n_users: int = 6, per_user: int = 6) -> list[str]:
+    return [f"u{u},{(u * 5 + k) % 17 + 1},{k}" for u in range(n_users) for k in range(per_user)]
+
+
+@pytest.mark.parametrize("bad_row, what", [("u1,3,", "blank time"), ("u1,3,nan", "NaN time"),
+                                           ("u1,3,inf", "inf time"), (",3,4", "blank user"),
+                                           ("u1,,4", "blank item")])
+def test_bad_cells_are_named_by_row_or_dropped_with_a_count(tmp_path, bad_row, what):
+    rows = _rows()
+    rows.insert(4, bad_row)
+    code, out, err = _stats(tmp_path, "user,item,ts\n" + "\n".join(rows) + "\n")
+    text = " ".join(err.split())
+    assert code == 2 and "data rows 5 " in text and "drop_bad_rows" in text and "Traceback" not in err, (what, err)
+    code, out, err = _stats(tmp_path, "user,item,ts\n" + "\n".join(rows) + "\n",
+                            extra="[dataset.filter]\ndrop_bad_rows = true\n")
+    assert code == 0 and "36 interactions" in out, err
+    assert "None" not in out
+
+
+def test_numeric_ids_with_a_blank_keep_their_text(tmp_path):
+    rows = _rows()
+    rows.append("u9,,1")
+    items = tmp_path / "items.csv"
+    items.write_text("item,title\n" + "\n".join(f"{i},Title {i}" for i in range(1, 18)) + "\n")
+    code, out, err = _stats(tmp_path, "user,item,ts\n" + "\n".join(rows) + "\n",
+                            extra=f'[dataset.filter]\ndrop_bad_rows = true\n[dataset.items]\npath = "{items}"\n'
+                                  f'key = "item"\ntext = "{{title}}"\n')
+    assert code == 0, err
+    assert "have no text" not in out  # "8.0" would match no item of the item file
+
+
+@pytest.mark.parametrize("content, name, words", [
+    (b"", "d.csv", "is empty"), (b"user,item,ts\n", "d.csv", "has no rows"),
+    (b"user,item,ts\nu1,\xff\xfe,1\n", "d.csv", "not UTF-8"), (b"", "d.jsonl", "is empty")])
+def test_empty_header_only_and_non_utf8_files_say_what_is_wrong(tmp_path, content, name, words):
+    code, out, err = _stats(tmp_path, content, name)
+    assert code == 2 and words in " ".join(err.split()) and name in err and "Traceback" not in err, err
+
+
+def test_data_stats_counts_repeats_and_sparsity_stays_in_range(tmp_path):
+    rows = [f"u{u},1,{k}" for u in range(4) for k in range(6)]  # every row the same item
+    code, out, err = _stats(tmp_path, "user,item,ts\n" + "\n".join(rows) + "\n")
+    assert code == 0, err
+    assert "sparsity 0.0000%" in out and "20 interactions repeat" in " ".join(out.split())

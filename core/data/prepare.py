@@ -79,11 +79,14 @@ class SeqData:
     def stats(self) -> dict:
         lengths = np.diff(self.offsets)
         n = int(lengths.sum())
+        pairs = np.repeat(np.arange(self.n_users, dtype=np.int64), lengths) * (self.n_items + 1) + self.items
+        distinct = len(np.unique(pairs))
         out = {
             "users": self.n_users,
             "items": self.n_items,
             "interactions": n,
-            "sparsity": 1.0 - n / max(1, self.n_users * self.n_items),
+            "repeated_pairs": n - distinct,  # a user's item seen again: kept, unhittable when history is masked
+            "sparsity": 1.0 - distinct / max(1, self.n_users * self.n_items),
             "seq_len": {
                 "min": int(lengths.min()),
                 "median": float(np.median(lengths)),
@@ -168,6 +171,17 @@ def build_sequences(raw: dict, cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarr
     user, user_ids = _codes(raw, "user")
     item, item_ids = _codes(raw, "item")
     keep = np.ones(n0, dtype=bool)
+    bad = raw.get("bad")
+    if bad is not None and bad.any():
+        rows = np.flatnonzero(bad)
+        if not cfg.filter.drop_bad_rows:
+            shown = ", ".join(str(r + 1) for r in rows[:8]) + (", …" if len(rows) > 8 else "")
+            raise InputError(
+                f"{what}: {len(rows):,} row(s) have a missing or blank user / item id or a missing / non-finite "
+                f"time: data rows {shown} (row 1 = the first row after a header). Fix them in the file, or set "
+                f"dataset.filter.drop_bad_rows = true to drop them (the count is logged).")
+        keep &= ~bad
+        raw["dropped_rows"] = len(rows)
     if cfg.filter.min_rating is not None:
         if "rating" not in raw:
             raise InputError(f"{what}: dataset.filter.min_rating is set but dataset.columns.rating is empty. Map the rating column.")
@@ -240,6 +254,8 @@ def load_data(cfg: DatasetConfig, n_bins: int, use_cache: bool = True, log=print
             log(f"data cache {folder} is unreadable: rebuilding")
     raw = load_interactions(cfg, seed=0)
     items, offsets, raw_items, raw_users = build_sequences(raw, cfg)
+    if raw.get("dropped_rows"):
+        log(f"warning: dropped {raw['dropped_rows']:,} rows with a missing id or time (dataset.filter.drop_bad_rows)")
     texts, missing = load_item_texts(cfg, raw_items)
     if missing:
         log(f"warning: {missing} of {len(raw_items)} items have no text in the item table; their id is used as text")

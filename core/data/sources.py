@@ -36,8 +36,7 @@ def load_hub(path: str, name: str, split: str, revision: str, what: str):
     try:
         return datasets.load_dataset(path, name or None, split=split or None, revision=revision or None)
     except Exception as exc:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ValueError...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot load {what} '{path}' from the Hugging Face hub: {first[:300]}. {_hub_hint(path)}") from None
+        raise InputError(f"cannot load {what} '{path}' from the Hugging Face hub: {first_line(exc)}. {_hub_hint(path)}") from None
 
 
 def load_local(path: str, what: str):
@@ -60,10 +59,25 @@ def load_local(path: str, what: str):
     kwargs: dict[str, Any] = {}
     if suffix == ".tsv":
         kwargs["delimiter"] = "\t"
+    if all(os.path.getsize(f) == 0 for f in data_files):
+        raise InputError(f"{what}: '{path}' is empty (0 bytes). Point {what}.path at a file with a header and rows.")
     try:
         return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=data_files, split="train", **kwargs)
     except Exception as exc:
-        raise InputError(f"{what}: cannot read '{path}' as {LOCAL_FORMATS[suffix]}: {str(exc).splitlines()[0][:300]}") from None
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, UnicodeDecodeError):
+            why = f"it is not UTF-8 text ({cause.reason} at byte {cause.start}). Re-save it as UTF-8"
+        elif "corresponds to no data" in str(exc) or type(cause).__name__ == "EmptyDataError":
+            why = "it has no rows (a header at most). Add the interactions"
+        else:
+            why = f"{first_line(exc)}. Check that it is a well-formed {LOCAL_FORMATS[suffix]} file"
+        raise InputError(f"{what}: cannot read '{path}' as {LOCAL_FORMATS[suffix]}: {why}.") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first message line, or its type's name when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def read_atomic_file(path: Path) -> dict[str, np.ndarray]:
@@ -166,9 +180,29 @@ def _encode_dataset(table, cols: dict[str, str], what: str) -> dict:
     out["user"], out["item"] = out["user"].astype(np.int64), out["item"].astype(np.int64)
     if not cols["time"]:
         out["time"] = np.zeros(len(out["user"]))
-    out["user_ids"] = [str(v) for v in vocab["user"].to_pylist()]
-    out["item_ids"] = [str(v) for v in vocab["item"].to_pylist()]
+    bad = np.zeros(len(out["user"]), dtype=bool)
+    for role in ("user", "item"):
+        values = vocab[role].to_pylist()
+        floating = pa.types.is_floating(schema.field(cols[role]).type)  # a numeric id column that had blanks
+        ids = [_id_text(v, floating) for v in values]
+        blank = np.asarray([i is None for i in ids] + [False], dtype=bool)
+        bad |= blank[out[role]]
+        out[f"{role}_ids"] = ["" if i is None else i for i in ids]
+    if cols["time"]:
+        bad |= ~np.isfinite(out["time"])
+    out["bad"] = bad
     return out
+
+
+def _id_text(value, floating: bool) -> str | None:
+    """An id as text; None for a missing or blank one. Floats that are whole numbers lose their '.0' (a numeric
+    id column with a blank cell is read as floats)."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    if floating and float(value).is_integer():
+        return str(int(value))
+    text = str(value)
+    return text if text.strip() else None
 
 
 def load_interactions(cfg: DatasetConfig, seed: int) -> dict:
