@@ -52,8 +52,10 @@ def find_run(name: str, runs_dir: Path) -> Path:
     if len(matches) > 1:
         raise InputError(f"run name '{name}' matches {len(matches)} runs in {runs_dir} "
                          f"({', '.join(str(m) for m in matches[:3])}); pass the path.")
-    what = "is not a run folder (no config.toml)" if path.is_dir() else "is neither a run folder nor a run name"
-    raise InputError(f"'{name}' {what} in {runs_dir}. `padtui runs` lists the runs (or pass --runs-dir).")
+    if path.is_dir():
+        raise InputError(f"{name}: not a run folder (no config.toml). `padtui runs` lists the runs.")
+    raise InputError(f"{name}: no such run folder, and no run of that name in {runs_dir}. `padtui runs` lists "
+                     f"the runs (or pass --runs-dir).")
 
 
 def cmd_tui(args) -> int:
