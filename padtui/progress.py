@@ -62,7 +62,7 @@ class EventProgress:
                 progress.update(t, completed=e.get("step", 0), total=e.get("steps_per_epoch"),
                                 description=f"epoch {e.get('epoch')}/{getattr(self, 'epochs', '?')}",
                                 loss=_fmt_losses(e.get("losses")))
-            elif kind in ("eval", "stage_end", "error", "resumed"):
+            elif kind in ("eval", "stage_end", "resumed"):  # an error: the command that ran the run says it
                 self._print_line(e, progress.console)
 
     def _print_line(self, e: dict, console: Console | None = None) -> None:
@@ -81,8 +81,6 @@ class EventProgress:
             console.print(f"[bold]{stage}[/] done: best epoch {e.get('best_epoch')}, test NDCG@10 "
                           f"{t['overall']['NDCG@10']:.4f} (warm {t['warm']['NDCG@10']:.4f}, cold {t['cold']['NDCG@10']:.4f}) "
                           f"in {e.get('seconds', 0):.0f}s")
-        elif kind == "error":
-            console.print(f"[red]{e.get('message')}[/]")
         elif kind == "resumed":
             console.print(f"resumed {stage or 'run'}" + (f" at epoch {e['epoch']}" if e.get("epoch") else ""))
 

@@ -346,3 +346,11 @@ def test_data_stats_counts_repeats_and_sparsity_stays_in_range(tmp_path):
     code, out, err = _stats(tmp_path, "user,item,ts\n" + "\n".join(rows) + "\n")
     assert code == 0, err
     assert "sparsity 0.0000%" in out and "20 interactions repeat" in " ".join(out.split())
+
+
+def test_a_nan_loss_is_reported_once(runs_dir):
+    code, out, err = invoke("run", "demo", "--stages", "pretrain", "--runs-dir", str(runs_dir),
+                            "--set", "stages.pretrain.lr=1e30", "--set", "stages.pretrain.max_grad_norm=0",
+                            "--set", "dataset.synthetic.n_users=200", "--set", "stages.pretrain.epochs=2")
+    assert code == 1
+    assert (out + err).count("loss component 'rec' is") == 1, out + err
