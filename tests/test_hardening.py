@@ -354,3 +354,33 @@ def test_a_nan_loss_is_reported_once(runs_dir):
                             "--set", "dataset.synthetic.n_users=200", "--set", "stages.pretrain.epochs=2")
     assert code == 1
     assert (out + err).count("loss component 'rec' is") == 1, out + err
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 400 KB tmpfs (root only): a run on it fills the disk at its first checkpoint."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_says_free_space_then_resume_and_resume_works(tiny_disk):
+    runs = tiny_disk / "runs"
+    code, out, err = invoke("run", "demo", "--stages", "pretrain", "--runs-dir", str(runs),
+                            "--set", "dataset.synthetic.n_users=300", "--set", "dataset.synthetic.n_items=400",
+                            "--set", "stages.pretrain.epochs=3", "--set", "backbone.hidden_size=32")
+    text = " ".join((out + err).split())
+    assert code == 1 and "Free some space" in text and "padtui resume" in text, text
+    assert "Traceback" not in text and text.count("cannot write to the run folder") == 1
+    run = RunFolder(next(runs.iterdir()))
+    assert not list(run.path.rglob("*.tmp")) and not list(run.checkpoints.rglob("last.tmp"))  # nothing half-written
+    subprocess.run(["mount", "-o", "remount,size=50m", str(tiny_disk)], check=True)
+    code, out, err = invoke("resume", str(run.path))
+    assert code == 0, err
+    assert run.status() == "done" and "pretrain" in run.results()["stages"]
