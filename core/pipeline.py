@@ -336,7 +336,7 @@ class RunContext:
             with torch.random.fork_rng():
                 self._llm = embed_items(self.data.item_texts, self.cfg.llm, self.cfg.dataset.items.text,
                                         self.data.item_map_hash, device=self.accelerator.device,
-                                        accelerator=self.accelerator, progress=progress)
+                                        accelerator=self.accelerator, progress=progress, log=self.log)
             self.log(f"LLM table {tuple(self._llm.shape)} ready in {time.perf_counter() - t0:.1f}s")
         return self._llm
 

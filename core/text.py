@@ -427,6 +427,7 @@ def embed_items(
     accelerator: Any = None,
     progress: Progress | None = None,
     cache: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """float32 [len(texts)+1, D]; row i+1 embeds texts[i], row 0 (padding) is zeros.
 
@@ -471,7 +472,12 @@ def embed_items(
 
     check_finite(table, f"LLM '{cfg.model}'")  # on the full table, so row numbers are item ids
     if cache and (accelerator is None or accelerator.is_main_process):
-        _save_embedding_cache(path, table, fp, cfg, template, time.perf_counter() - started)
+        try:
+            _save_embedding_cache(path, table, fp, cfg, template, time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 — a full cache disk (OSError, SafetensorError): the run goes on
+            (log or print)(f"warning: the LLM embedding cache {path} could not be written "
+                           f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}); this run keeps "
+                           f"the table in memory. Free space in {path.parent} to cache it next time.")
     if multi:
         accelerator.wait_for_everyone()
     if cache and path.is_file():  # (a node that does not share the cache folder keeps its in-memory table)

@@ -384,3 +384,27 @@ def test_a_full_disk_says_free_space_then_resume_and_resume_works(tiny_disk):
     code, out, err = invoke("resume", str(run.path))
     assert code == 0, err
     assert run.status() == "done" and "pretrain" in run.results()["stages"]
+
+
+def test_a_full_cache_disk_does_not_stop_a_run(tmp_path, runs_dir, monkeypatch):
+    """The data and embedding caches are optimisations: when their disk is full the run goes on in memory."""
+    from conftest import TINY
+    from test_resume import tiny_llm
+
+    llm = tiny_llm(tmp_path / "llm")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(cache)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        monkeypatch.setenv("PADTUI_CACHE", str(cache))
+        args = ["run", "demo", "--runs-dir", str(runs_dir), "--stages", "pretrain,align"]
+        for s in (*TINY, f"llm.model={llm}"):
+            args += ["--set", s]
+        code, out, err = invoke(*args)
+        assert code == 0, err
+        run = RunFolder(next(runs_dir.iterdir()))
+        assert any("embedding cache" in line and "could not be written" in line for line in run.log_tail(100))
+    finally:
+        subprocess.run(["umount", "-l", str(cache)], capture_output=True)
