@@ -25,8 +25,15 @@ from core.config import (PRESET_KINDS, STAGES, list_presets, load_run_config, lo
 from core.errors import InputError, Interrupted, RunFailure
 from core.runs import RunFolder, atomic_write_json, default_runs_dir, iter_runs, new_run_path
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich's usual layout; a pipe or a file gets whole lines — no cut cells, no wrapping at 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    return Console(stderr=stderr, highlight=False, width=None if tty else 1000, soft_wrap=not tty)
+
+
+console = _console()
+err = _console(stderr=True)
 
 
 def say_error(label: str, message: str, style: str = "bold red") -> None:

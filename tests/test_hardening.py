@@ -408,3 +408,15 @@ def test_a_full_cache_disk_does_not_stop_a_run(tmp_path, runs_dir, monkeypatch):
         assert any("embedding cache" in line and "could not be written" in line for line in run.log_tail(100))
     finally:
         subprocess.run(["umount", "-l", str(cache)], capture_output=True)
+
+
+def test_output_to_a_pipe_is_never_cut_or_wrapped(runs_dir):
+    """`padtui runs | cat` and `padtui show RUN > file`: whole cells, whole lines (stdout is not a TTY here)."""
+    long = "a-run-with-a-rather-long-name-that-would-not-fit-in-eighty-columns-20261202-101010"
+    run = finished_run(runs_dir, long)
+    for args in (["runs", "--runs-dir", str(runs_dir)], ["show", str(run.path)]):
+        out = subprocess.run([sys.executable, "-m", "padtui", *args], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "COLUMNS": "80"})
+        assert out.returncode == 0, out.stderr
+        assert "…" not in out.stdout, out.stdout
+        assert long in out.stdout  # one piece: not cut, not wrapped
