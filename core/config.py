@@ -317,9 +317,13 @@ def read_toml(path: Path) -> dict:
 def preset_path(kind: str, name: str) -> Path:
     presets = list_presets(kind)
     if name not in presets:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(presets), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]}?" if close else ""
         known = ", ".join(presets) or "none"
         raise InputError(
-            f"unknown {kind[:-1]} preset '{name}'. Known: {known}. "
+            f"unknown {kind[:-1]} preset '{name}'.{hint} Known: {known}. "
             f"Use `padtui presets list` or give a path to a .toml file."
         )
     return presets[name]

@@ -99,6 +99,8 @@ def cmd_run(args) -> int:
 
     preflight(cfg, stages, Path(args.runs_dir))
     runs_dir = Path(args.runs_dir)
+    if _launch_rank() == 0:
+        warn_if_training(runs_dir)
     from core.pipeline import create_run, on_main_process
 
     reuse = _reuse_sources(args.reuse, cfg, stages or list(STAGES), seeds)
@@ -139,6 +141,15 @@ def cmd_run(args) -> int:
     else:
         show_run(runs[0])
     return 0
+
+
+def warn_if_training(runs_dir: Path) -> list[RunFolder]:
+    """A second training on the same machine shares its cores: say so (the run still starts)."""
+    busy = [r for r in iter_runs(runs_dir) if r.status() == "running"]
+    for run in busy:
+        err.print(f"warning: {run.name} is training on this machine (pid {run.worker_pid()}); two trainings at "
+                  f"once share the cores and each runs several times slower (3–6× on 2 cores).", markup=False)
+    return busy
 
 
 def _launch_rank() -> int:

@@ -420,3 +420,27 @@ def test_output_to_a_pipe_is_never_cut_or_wrapped(runs_dir):
         assert out.returncode == 0, out.stderr
         assert "…" not in out.stdout, out.stdout
         assert long in out.stdout  # one piece: not cut, not wrapped
+
+
+def test_a_misspelt_preset_gets_a_suggestion(runs_dir):
+    from test_cli import expect_input_error
+
+    err = expect_input_error("run", "dmeo", "--runs-dir", str(runs_dir))
+    assert "Did you mean demo?" in err
+
+
+def test_a_second_launch_warns_that_another_run_is_training(runs_dir):
+    busy = finished_run(runs_dir, "busy")
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy.pid_path.write_text(f"{owner.pid}\n")
+        from padtui import cli
+
+        code, out, err = invoke("run", "demo", "--stages", "pretrain", "--runs-dir", str(runs_dir), "--set",
+                                "stages.pretrain.epochs=1", "--set", "dataset.synthetic.n_users=200")
+        assert code == 0, err
+        assert "busy is training on this machine" in " ".join(err.split())
+        assert [r.name for r in cli.warn_if_training(runs_dir)] == ["busy"]
+    finally:
+        owner.kill()
+        owner.wait()
