@@ -82,7 +82,7 @@ def test_validation_as_you_type_names_the_key_and_blocks_launch(tui_env):
             lr.focus()
             await pilot.press("end", *["backspace"] * 10, "0")
             await pilot.pause()
-            assert "✗ your settings: key 'stages.pretrain.lr' must be > 0" in screen_text(app)
+            assert "✗ your settings: key 'stages.pretrain.lr' = 0.0 is out of range: it must be > 0" in screen_text(app)
             assert screen.query_one("#launch").disabled
             await pilot.press("f5")  # refused, nothing written
             assert not (tui_env / "runs" / ".presets").exists()
@@ -476,5 +476,18 @@ def test_no_color_keeps_every_state_readable(tui_env, monkeypatch):
             await pilot.pause()
             assert app.no_color
             assert screen_text(app).count("✓ done") == 3  # a symbol as well as a colour
+
+    run(go())
+
+
+def test_f3_with_nothing_running_says_so(tui_env):
+    async def go():
+        app = PadApp(tui_env / "runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press("f3")
+            await pilot.pause()
+            assert isinstance(app.screen, SetupScreen)
+            assert any("Nothing is running" in str(n.message) for n in app._notifications)
 
     run(go())

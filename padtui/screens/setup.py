@@ -260,16 +260,13 @@ class SetupScreen(Screen):
             banner.update(f"▶ running: {names} — F3 opens {'it' if len(running) == 1 else 'the history'}")
         self.refresh_bindings()
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "open_running":
-            return bool(self.running)
-        return True
-
     def action_open_running(self) -> None:
         if len(self.running) == 1:
             self.app.open_run(self.running[0])
         elif self.running:
             self.app.action_history()
+        else:
+            self.notify("Nothing is running. F5 launches a run; F2 lists the finished ones.", title="F3")
 
     def palette_commands(self):
         yield ("Launch", "start the run with these settings (F5)", self.action_launch)

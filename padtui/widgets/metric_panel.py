@@ -23,10 +23,13 @@ class MetricPanel(Horizontal):
         for group in GROUPS:
             plt = self.query_one(f"#metric-{group}", PlotextPlot).plt
             plt.clear_figure()
+            top = 0.0
             for metric, marker, color, short in SERIES:
                 xs, ys = state.metric_series(group, metric)
                 if xs:
                     plt.plot(xs, ys, marker=marker, color=color, label=f"{short} {ys[-1]:.3f}")
+                    top = max(top, *ys)
+            plt.ylim(0, top * 1.15 if top > 0 else 1)  # metrics are ≥ 0: the axis starts at 0, all-zero too
             plt.title(group)
             for stage in started[1:]:
                 plt.vline(offsets[stage] + 0.5, "gray")
@@ -34,5 +37,4 @@ class MetricPanel(Horizontal):
                 plt.xticks([offsets[s] + 1 for s in started], [SHORT[s] for s in started])
             else:
                 plt.xlim(0, 1)
-                plt.ylim(0, 1)
             self.query_one(f"#metric-{group}", PlotextPlot).refresh()
