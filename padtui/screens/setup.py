@@ -19,10 +19,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, Select, Static
 
+from core import assets
 from core.config import config_to_toml, list_presets, read_toml, resolve, to_toml
 from core.errors import InputError
 from core.runs import iter_runs, pid_alive
 from padtui.screens import commands
+from padtui.screens.fetch import FetchScreen
 from padtui.screens.save_preset import SavePresetScreen
 from padtui.widgets.backbone_picker import BackbonePicker
 from padtui.widgets.config_preview import ConfigPreview
@@ -72,6 +74,7 @@ class SetupScreen(Screen):
         self.data: dict | None = None  # the run preset the choices make (only keys that differ)
         self.running: list[Path] = []
         self.launching = False
+        self.missing: list[str] = []  # offline assets the current settings read that are not fetched yet
 
     def compose(self) -> ComposeResult:
         presets = list_presets("runs")
@@ -166,8 +169,12 @@ class SetupScreen(Screen):
             preview.show_error(str(exc))
         else:
             self.data = data
-            status.update(f"✓ ready: {cfg.dataset.preset or cfg.dataset.source} · {cfg.backbone.kind}"
-                          f" · {cfg.llm.preset or cfg.llm.model}")
+            self.missing = assets.needed(cfg)
+            what = f"{cfg.dataset.preset or cfg.dataset.source} · {cfg.backbone.kind} · {cfg.llm.preset or cfg.llm.model}"
+            if self.missing:
+                status.update(f"↓ not fetched yet: {', '.join(self.missing)} — F5 fetches, then launches ({what})")
+            else:
+                status.update(f"✓ ready: {what}")
             status.set_class(False, "-invalid")
             preview.show(config_to_toml(cfg))
         self.query_one("#launch", Button).disabled = self.data is None or self.launching
@@ -190,6 +197,14 @@ class SetupScreen(Screen):
         if self.data is None:
             self.notify("Fix the settings first: " + str(self.query_one("#validation", Static).render()),
                         severity="error")
+            return
+        if self.missing:  # the first launch on a fresh machine: fetch what the run reads, visibly, then launch
+            def fetched(ok: bool | None) -> None:
+                self.revalidate()
+                if ok and not self.missing:
+                    self.action_launch()
+
+            self.app.push_screen(FetchScreen(self.missing), fetched)
             return
         path = self.runs_dir / ".presets" / f"{self.preset or 'custom'}.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,6 +275,12 @@ class SetupScreen(Screen):
             banner.update(f"▶ running: {names} — F3 opens {'it' if len(running) == 1 else 'the history'}")
         self.refresh_bindings()
 
+    def action_fetch_assets(self) -> None:
+        if not self.missing:
+            self.notify("Every asset these settings read is fetched.", title="assets")
+            return
+        self.app.push_screen(FetchScreen(self.missing), lambda ok: self.revalidate())
+
     def action_open_running(self) -> None:
         if len(self.running) == 1:
             self.app.open_run(self.running[0])
@@ -270,6 +291,8 @@ class SetupScreen(Screen):
 
     def palette_commands(self):
         yield ("Launch", "start the run with these settings (F5)", self.action_launch)
+        yield ("Fetch assets", "download the offline assets these settings read (ml-100k, smollm2, minilm)",
+               self.action_fetch_assets)
         yield ("Save as run preset", "write these choices as a preset (ctrl+s)", self.action_save_preset)
         yield ("Compute dataset stats", "users, items, interactions of the chosen dataset",
                self.query_one(DatasetPicker).action_stats)

@@ -35,10 +35,16 @@ class DatasetPicker(Picker):
         self.stats: dict[str, dict | str] = {}  # preset -> stats, or "computing…" / an error line
 
     def preset_options(self) -> list[tuple[str, Text]]:
+        from padtui.widgets.llm_picker import fetched_assets
+
+        fetched = fetched_assets()
         out = []
         for name, data in self.presets.items():
             prompt = Text(no_wrap=True, overflow="ellipsis")
             prompt.append(name)
+            if data.get("source") == "asset":  # an offline asset: fetched or not, as the LLM list says
+                prompt.append(" ✓" if data.get("path") in fetched else " ✗ (fetched at launch)",
+                              style="green" if data.get("path") in fetched else "yellow")
             prompt.append(f"  {data.get('description', '')}", style="dim")
             out.append((name, prompt))
         return out

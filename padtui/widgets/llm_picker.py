@@ -34,7 +34,7 @@ def availability(model: str, fetched: set[str]) -> tuple[str, str]:
         name = model.split(":", 1)[1]
         if name in fetched:
             return "offline ✓", "offline asset, cached"
-        return "offline ✗", f"offline asset, not fetched yet: `padtui assets fetch {name}` (or at launch)"
+        return "offline ✗", f"offline asset, not fetched yet: F5 fetches it before the launch (or `padtui assets fetch {name}`)"
     if model.startswith(("/", "~", ".")) or Path(model).expanduser().is_dir():
         ok = Path(model).expanduser().is_dir()
         return ("local ✓" if ok else "local ✗"), ("local folder" if ok else "local folder not found")
