@@ -424,3 +424,15 @@ def test_cache_with_a_wrong_fingerprint_is_rebuilt(tiny_cfg, tmp_cache):
     assert any("does not match" in m for m in logged)
     assert again.item_texts == first.item_texts
     assert json.loads(meta_path.read_text())["fingerprint"] == first.fingerprint  # rewritten
+
+
+def test_a_dataset_keeps_its_fingerprint_across_versions():
+    """Caches and `padtui resume` key on the fingerprint: an option added later, left at its default, must not
+    change it (these are the fingerprints every earlier padtui version computed)."""
+    from core.config import load_run_config
+    from core.data.prepare import data_fingerprint
+
+    assert data_fingerprint(load_run_config("ml100k-sasrec-smollm2").dataset) == "125be10a888379e9"
+    assert data_fingerprint(load_run_config("demo").dataset) == "03034c9894bd8211"
+    changed = load_run_config("demo", ["dataset.filter.drop_bad_rows=true"]).dataset
+    assert data_fingerprint(changed) != "03034c9894bd8211"

@@ -221,7 +221,10 @@ def data_fingerprint(cfg: DatasetConfig) -> str:
     spec = {
         "format": DATA_FORMAT,
         "source": cfg.source, "path": cfg.path, "name": cfg.name, "split": cfg.split, "revision": cfg.revision,
-        "columns": vars(cfg.columns), "items": vars(cfg.items), "filter": vars(cfg.filter),
+        "columns": vars(cfg.columns), "items": vars(cfg.items),
+        # options added later count only when set, so a dataset keeps its fingerprint (caches, resume) across
+        # padtui versions
+        "filter": {k: v for k, v in vars(cfg.filter).items() if not (k == "drop_bad_rows" and not v)},
     }
     if cfg.source == "synthetic":
         spec["synthetic"] = vars(cfg.synthetic)
