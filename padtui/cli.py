@@ -279,6 +279,8 @@ def _execute_with_progress(run: RunFolder, resume: bool, allow_changed_data: boo
 
 def cmd_show(args) -> int:
     path = find_run(args.run, Path(args.runs_dir))
+    if args.format:
+        return show_export(path, args.format, args.split)
     if (path / "group.json").is_file():
         show_group(path)
         return 0
@@ -296,6 +298,27 @@ def cmd_show(args) -> int:
             console.print(table)
         return 0
     show_run(run, bins=args.bins)
+    return 0
+
+
+def show_export(path: Path, fmt: str, split: str) -> int:
+    """`padtui show RUN|GROUP --format markdown|csv|latex`: the results table as text a paper or a sheet takes
+    (a group: mean ± std over its seeds). Plain stdout, never wrapped."""
+    from padtui.results_table import GROUPS, METRICS, export, run_rows
+
+    if (path / "group.json").is_file():
+        seeds, summary = group_summary(path, split=split)
+        if not seeds:
+            raise InputError(f"{path}: no finished seeds yet.")
+        rows = [(label, [f"{row[g][m][0]:.4f} ± {row[g][m][1]:.4f}" for g in GROUPS for m in METRICS])
+                for label, row in summary.items()]
+        caption = f"{split}, mean ± std over {', '.join(seeds)}"
+    else:
+        results = RunFolder.open(path).results()
+        if not results.get("stages"):
+            raise InputError(f"{path}: no results yet.")
+        rows, caption = run_rows(results, split), f"{split}, {path.name}"
+    sys.stdout.write(export(rows, fmt, caption))
     return 0
 
 
@@ -640,6 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bins", action="store_true", help="per-bin NDCG@10 and the final gate weights")
     s.add_argument("--neighbors", metavar="TITLE", help="nearest items by LLM embedding and by each expert")
     s.add_argument("-k", type=int, default=8)
+    s.add_argument("--format", choices=["markdown", "csv", "latex"],
+                   help="print the results table as markdown / CSV / a LaTeX tabular instead")
+    s.add_argument("--split", choices=["test", "valid"], default="test", help="with --format: which split")
     s.set_defaults(func=cmd_show)
 
     ls = sub.add_parser("runs", help="list runs with status and headline metrics")

@@ -90,3 +90,38 @@ def results_table(results: dict, split: str = "test", title: str | None = None) 
         table.add_row(label, *texts)
     return table
 
+
+
+def export(rows: list[tuple[str, list[str]]], fmt: str, caption: str = "") -> str:
+    """The three-stage table as markdown, CSV or a LaTeX tabular (a paper's table in one command): `rows` are
+    (label, one cell per (group, metric) in GROUPS × METRICS order)."""
+    header = ["row"] + [f"{g} {m}" for g in GROUPS for m in METRICS]
+    if fmt == "csv":
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([label, *cells] for label, cells in rows)
+        return out.getvalue()
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join([label, *cells]) + " |" for label, cells in rows]
+        return ("" if not caption else caption + "\n\n") + "\n".join(lines) + "\n"
+    if fmt == "latex":
+        def tex(text: str) -> str:
+            return text.replace("±", r"$\pm$").replace("%", r"\%").replace("_", r"\_")
+
+        cols = "l" + "r" * (len(header) - 1)
+        head = " & ".join([""] + [rf"\multicolumn{{2}}{{c}}{{{g}}}" for g in GROUPS]) + r" \\"
+        sub = " & ".join([""] + list(METRICS) * len(GROUPS)) + r" \\"
+        body = [" & ".join(tex(c) for c in [label, *cells]) + r" \\" for label, cells in rows]
+        return "\n".join([rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head, sub, r"\midrule", *body,
+                          r"\bottomrule", r"\end{tabular}"]) + ("\n% " + caption if caption else "") + "\n"
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def run_rows(results: dict, split: str = "test") -> list[tuple[str, list[str]]]:
+    """One run's rows as text cells for `export`."""
+    return [(label, [fmt_metric(v) for v, _ in cells]) for label, cells in rows(results, split)]

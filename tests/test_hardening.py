@@ -481,3 +481,24 @@ def test_padtui_run_fetches_a_missing_asset_first_and_says_so(tmp_path, runs_dir
     assert code == 0, err
     assert "fetching asset 'ml-100k': recbole==1.2.1 from PyPI" in " ".join(err.split())
     assert assets.is_fetched("ml-100k")
+
+
+def test_show_exports_the_table_as_markdown_csv_and_latex(runs_dir):
+    import csv
+    import io
+
+    run = finished_run(runs_dir, "r1")
+    code, out, err = invoke("show", str(run.path), "--format", "markdown")
+    assert code == 0 and "| SR baseline | 0.5000 | 0.2500 |" in out and out.count("|---|---|") == 1
+    code, out, err = invoke("show", str(run.path), "--format", "csv", "--split", "valid")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0][:3] == ["row", "overall HR@10", "overall NDCG@10"] and rows[1][0] == "SR baseline"
+    code, out, err = invoke("show", str(run.path), "--format", "latex")
+    assert r"\begin{tabular}{lrrrrrr}" in out and r"SR baseline & 0.5000" in out and r"\end{tabular}" in out
+    group = runs_dir / "g"
+    group.mkdir()
+    (group / "group.json").write_text('{"seeds": [1, 2]}')
+    for seed in (1, 2):
+        finished_run(group, f"seed-{seed}")
+    code, out, err = invoke("show", str(group), "--format", "markdown")
+    assert code == 0 and "0.2500 ± 0.0000" in out and "seed-1, seed-2" in out
