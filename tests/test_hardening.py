@@ -489,7 +489,7 @@ def test_show_exports_the_table_as_markdown_csv_and_latex(runs_dir):
 
     run = finished_run(runs_dir, "r1")
     code, out, err = invoke("show", str(run.path), "--format", "markdown")
-    assert code == 0 and "| SR baseline | 0.5000 | 0.2500 |" in out and out.count("|---|---|") == 1
+    assert code == 0 and "| SR baseline | 0.5000 | 0.2500 |" in out and out.count("\n|---") == 1
     code, out, err = invoke("show", str(run.path), "--format", "csv", "--split", "valid")
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0][:3] == ["row", "overall HR@10", "overall NDCG@10"] and rows[1][0] == "SR baseline"
