@@ -449,7 +449,7 @@ def cmd_runs(args) -> int:
     names = [os.path.relpath(r.path, args.runs_dir) for r in runs]
     table.add_column("run", no_wrap=True, min_width=max(map(len, names), default=3))  # what `show` needs: never cut
     for col in ("status", "preset", "seed", "duration", "stage", "NDCG@10", "cold NDCG@10"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True, min_width=11 if col == "status" else None)  # "interrupted", whole
     count = 0
     for run in runs:
         s = run.summary()

@@ -29,7 +29,7 @@ def fmt_seconds(seconds: float | None) -> str:
 @dataclass
 class StageState:
     name: str
-    status: str = "pending"  # pending | running | done | failed | stopped
+    status: str = "pending"  # pending | running | done | failed | stopped | interrupted
     started: float | None = None
     ended: float | None = None
     seconds: float | None = None  # as reported by stage_end
@@ -214,7 +214,7 @@ class RunState:
         if self.status == "running":
             self.status = "interrupted"
             self._close_session(None)
-            self._close_running("stopped")
+            self._close_running("interrupted")  # one word for one state: the header and the stage panel agree
 
     def elapsed(self) -> float | None:
         """Time the worker(s) ran: closed sessions plus the one going on."""

@@ -14,6 +14,7 @@ MARKS = {
     "done": ("✓", "bold green"),
     "failed": ("✗", "bold red"),
     "stopped": ("■", "bold magenta"),
+    "interrupted": ("◆", "bold magenta"),  # the worker died without saying so (kill -9, power cut)
 }
 
 
