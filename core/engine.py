@@ -179,8 +179,8 @@ class _OneExpert:
     def __init__(self, model: SeqRecommender, k: int):
         self.model, self.k = model, k
 
-    def score(self, state, items=None):
-        return self.model.score(state, items, only=self.k)
+    def score(self, state, items=None, tables=None):
+        return self.model.score(state, items, tables=tables, only=self.k)
 
 
 class StageModule(nn.Module):
@@ -200,9 +200,12 @@ class StageModule(nn.Module):
         pos = targets > 0
         selected = tuple(s[pos] for s in states)
         negs = negatives[pos] if negatives.dim() == 2 else negatives
-        losses = {"rec": rec_loss(self.model, selected, targets[pos], self.loss, negs)}
+        # ce scores the whole catalogue: each expert's item table is built once a step, for the mixed loss and
+        # the experts' own (an LLM-side table costs an adapter pass over every item)
+        tables = self.model.tables() if self.loss == "ce" else None
+        losses = {"rec": rec_loss(self.model, selected, targets[pos], self.loss, negs, tables)}
         if self.expert_loss > 0 and self.model.gate is not None:
-            own = [rec_loss(_OneExpert(self.model, k), selected, targets[pos], self.loss, negs)
+            own = [rec_loss(_OneExpert(self.model, k), selected, targets[pos], self.loss, negs, tables)
                    for k in range(len(self.model.names))]
             losses["experts"] = self.expert_loss * sum(own) / len(own)
         if self.align is not None and self.align.weight > 0:

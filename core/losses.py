@@ -24,13 +24,14 @@ def sample_negatives(rng: np.random.Generator, n_items: int, users: np.ndarray, 
 
 
 def rec_loss(model: SeqRecommender, state: State, targets: torch.Tensor, kind: str,
-             negatives: torch.Tensor | None = None) -> torch.Tensor:
+             negatives: torch.Tensor | None = None, tables: list[torch.Tensor] | None = None) -> torch.Tensor:
     """state rows [P] with their next items `targets` [P].
 
-    ce: softmax over all items; bce: one negative per row (`negatives` [P]); sampled_softmax: the target
-    against k shared negatives (`negatives` [k]), hits on the target removed."""
+    ce: softmax over all items (`tables`: the experts' item tables when the caller already has them);
+    bce: one negative per row (`negatives` [P]); sampled_softmax: the target against k shared negatives
+    (`negatives` [k]), hits on the target removed."""
     if kind == "ce":
-        logits = model.score(state).float()
+        logits = model.score(state, tables=tables).float()
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, targets)
     if kind == "bce":
