@@ -537,3 +537,31 @@ def test_first_launch_fetches_the_missing_asset_then_launches(tui_env, monkeypat
 
     run(go())
     assert len(calls) == 1
+
+
+def test_a_second_launch_while_a_run_trains_asks_first(tui_env, monkeypatch):
+    path = copy_run(tui_env / "runs", events=40)
+    proc = sleeper(path)
+    launch, calls = fake_launch()
+    monkeypatch.setattr(commands, "launch", launch)
+    try:
+        async def go():
+            app = PadApp(tui_env / "runs")
+            async with app.run_test(size=(100, 30)) as pilot:
+                setup = app.screen
+                await wait_for(pilot, lambda: setup.running == [path])
+                await pilot.press("f5")
+                await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+                assert "training on this machine" in screen_text(app)
+                await pilot.press("n")
+                await pilot.pause()
+                assert isinstance(app.screen, SetupScreen) and calls == []
+                await pilot.press("f5")
+                await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+                await pilot.press("y")
+                await wait_for(pilot, lambda: len(calls) == 1)
+
+        run(go())
+    finally:
+        proc.kill()
+        proc.wait()

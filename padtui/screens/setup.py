@@ -24,6 +24,7 @@ from core.config import config_to_toml, list_presets, read_toml, resolve, to_tom
 from core.errors import InputError
 from core.runs import iter_runs, pid_alive
 from padtui.screens import commands
+from padtui.screens.confirm import ConfirmScreen
 from padtui.screens.fetch import FetchScreen
 from padtui.screens.save_preset import SavePresetScreen
 from padtui.widgets.backbone_picker import BackbonePicker
@@ -191,18 +192,25 @@ class SetupScreen(Screen):
         assert self.data is not None
         return f"# written by padtui's setup screen (based on '{self.preset}')\n" + to_toml(self.data)
 
-    def action_launch(self) -> None:
+    def action_launch(self, confirmed: bool = False) -> None:
         if self.launching:
             return
         if self.data is None:
             self.notify("Fix the settings first: " + str(self.query_one("#validation", Static).render()),
                         severity="error")
             return
+        if self.running and not confirmed:  # a second training on the same cores is a decision, not a default
+            names = ", ".join(p.name for p in self.running[:3])
+            question = (f"{names} {'is' if len(self.running) == 1 else 'are'} training on this machine. Two "
+                        f"trainings at once share the cores and each runs several times slower (3–6× on 2 "
+                        f"cores). Launch anyway?")
+            self.app.push_screen(ConfirmScreen(question), lambda yes: self.action_launch(confirmed=True) if yes else None)
+            return
         if self.missing:  # the first launch on a fresh machine: fetch what the run reads, visibly, then launch
             def fetched(ok: bool | None) -> None:
                 self.revalidate()
                 if ok and not self.missing:
-                    self.action_launch()
+                    self.action_launch(confirmed=True)
 
             self.app.push_screen(FetchScreen(self.missing), fetched)
             return
