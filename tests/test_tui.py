@@ -404,6 +404,7 @@ def test_history_open_compare_delete(tui_env):
             compare = app.screen
             text = screen_text(app)
             assert "PAD" in text and "no results yet" in text
+            assert "SR baseline" in text and "overall" in text and "…" not in text  # nothing cut at this width
             await pilot.press("escape")
             await pilot.press("d")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))

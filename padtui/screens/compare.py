@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -63,7 +63,7 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(f"padtui · compare · A {self.runs[0].name} · B {self.runs[1].name}", classes="screen-title")
         with VerticalScroll(id="compare-body"):
-            with Horizontal(id="compare-results"):
+            with Vertical(id="compare-results"):  # one above the other: each table keeps its full width
                 for tag, run in zip("AB", self.runs):
                     yield ResultsView("", id=f"results-{tag}", classes="compare-side")
             yield Static("", id="compare-delta")
