@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -69,10 +71,26 @@ class PadApp(App[int]):
             yield SystemCommand(title, help_text, callback)
 
 
+def discard_typeahead() -> None:
+    """Drop pending terminal input (keys typed during start-up, stray escape sequences after quitting), which
+    would otherwise be echoed raw into the shell ("xyz?^[OQ")."""
+    try:
+        import termios
+
+        if os.isatty(0):  # the terminal itself (fd 0), whatever sys.stdin was replaced with
+            termios.tcflush(0, termios.TCIFLUSH)
+    except (ImportError, OSError, ValueError):  # no termios (Windows), a closed or odd stdin: nothing to drop
+        pass
+
+
 def run_app(runs_dir: Path, attach: Path | None = None, preset: str | None = None) -> int:
     """The `padtui` and `padtui attach RUN` entry point; returns the exit code."""
     app = PadApp(runs_dir, attach, preset)
-    app.run()
+    discard_typeahead()  # keys typed while Python and Textual start must not reach the app or the shell
+    try:
+        app.run()
+    finally:
+        discard_typeahead()
     for path in running_runs(Path(runs_dir)):
         print(f"still running: {path.name}  (re-attach: padtui attach {path})")
     return app.return_code or 0

@@ -148,3 +148,34 @@ def test_the_tui_never_imports_torch():
             "heavy = [m for m in ('torch', 'transformers', 'accelerate', 'datasets') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_keys_typed_while_the_tui_starts_are_discarded():
+    """Keys typed before the app takes the terminal stay in its input queue and would reach the shell after
+    quitting ("xyz?^[OQ"); run_app discards them before and after the app (a real pty here)."""
+    import os
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: "starting up" while keys arrive, then what is left in its input queue
+        try:
+            time.sleep(0.5)
+            from padtui.app import discard_typeahead
+
+            discard_typeahead()
+            ready, _, _ = select.select([0], [], [], 0.2)
+            os.write(1, b"LEFT:" + (os.read(0, 100) if ready else b"") + b":END\n")
+        finally:
+            os._exit(0)
+    os.write(fd, b"xyz")
+    out = b""
+    deadline = time.time() + 10
+    while b":END" not in out and time.time() < deadline:
+        try:
+            out += os.read(fd, 1000)
+        except OSError:
+            break
+    os.waitpid(pid, 0)
+    assert b"LEFT::END" in out, out
