@@ -18,8 +18,7 @@ def check_llm(cfg: RunConfig, item_map_hash: str) -> None:
     """The LLM is either already embedded (cache) or loadable: asset fetched, folder present, hub reachable."""
     from core import text
 
-    path = text.embedding_cache_path(cfg.llm, cfg.dataset.items.text, item_map_hash)
-    if path.is_file():
+    if text_cached(cfg, item_map_hash):
         return
     where, gguf, local = text._locate(cfg.llm)  # raises InputError for a missing asset / folder / gguf
     if local:
@@ -53,11 +52,20 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def preflight(cfg: RunConfig, stages: list[str], runs_dir: Path, warn: Callable[[str], None] = _stderr):
+def preflight(cfg: RunConfig, stages: list[str], runs_dir: Path, warn: Callable[[str], None] = _stderr,
+              fetch: Callable[[list[str]], None] | None = None):
     """Runs folder writable, dataset loads with its columns and filters, LLM reachable or cached — all before
-    a run folder exists, so bad input costs seconds, not a stage. Warnings (items without text) go to `warn`."""
+    a run folder exists, so bad input costs seconds, not a stage. Warnings (items without text) go to `warn`.
+    `fetch(names)` gets the offline assets the run reads that are missing: the dataset's before the data is
+    checked, the LLM's after (so a data problem is named before a long download)."""
     check_writable(runs_dir)
+    from core import assets
     from core.data import load_data
+
+    missing = assets.needed(cfg, stages) if fetch else []
+    data_assets = [n for n in missing if cfg.dataset.source == "asset" and n in (cfg.dataset.path, cfg.dataset.items.path)]
+    if data_assets:
+        fetch(data_assets)
 
     data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: None)
     name = cfg.dataset.preset or cfg.dataset.path
@@ -79,5 +87,14 @@ def preflight(cfg: RunConfig, stages: list[str], runs_dir: Path, warn: Callable[
                  f"{cfg.backbone.max_len}). On a catalogue this size use loss = \"sampled_softmax\" (as the "
                  f"scale-200k preset does) or a smaller stages.{stage}.batch_size.")
     if any(s in stages for s in ("align", "disentangle")):
+        rest = [n for n in missing if n not in data_assets]
+        if rest and not text_cached(cfg, data.item_map_hash):  # an LLM already embedded needs no model files
+            fetch(rest)
         check_llm(cfg, data.item_map_hash)
     return data
+
+
+def text_cached(cfg: RunConfig, item_map_hash: str) -> bool:
+    from core import text
+
+    return text.embedding_cache_path(cfg.llm, cfg.dataset.items.text, item_map_hash).is_file()

@@ -96,15 +96,14 @@ def cmd_run(args) -> int:
                          "To continue a run, use `padtui resume RUN`.")
     seeds = _seeds(args.seeds)
     from core import assets
-
-    missing = assets.needed(cfg, stages or list(STAGES))
-    if missing and _launch_rank() == 0:
-        for name in missing:
-            err.print(f"fetching asset '{name}': {assets.source_line(name)}", markup=False)
-        fetch_assets(missing, err)
     from core.checks import preflight
 
-    preflight(cfg, stages, Path(args.runs_dir))
+    def fetch(names: list[str]) -> None:
+        for name in names:
+            err.print(f"fetching asset '{name}': {assets.source_line(name)}", markup=False)
+        fetch_assets(names, err)
+
+    preflight(cfg, stages, Path(args.runs_dir), fetch=fetch if _launch_rank() == 0 else None)
     runs_dir = Path(args.runs_dir)
     if _launch_rank() == 0:
         warn_if_training(runs_dir)

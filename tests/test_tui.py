@@ -303,7 +303,7 @@ def test_attach_to_half_done_run_shows_all_earlier_epochs(tui_env):
             assert sorted(state.stages["pretrain"].evals) == pretrain_epochs
             assert len(state.metric_series("overall", "NDCG@10")[0]) == len(pretrain_epochs) + 1
             assert state.status == "interrupted"  # no worker: nothing will come
-            assert "■ stopped" in screen_text(app)
+            assert "◆ interrupted" in screen_text(app)
             assert monitor.check_action("resume", ()) and not monitor.check_action("stop", ())
 
     run(go())

@@ -61,6 +61,10 @@ def load_local(path: str, what: str):
         kwargs["delimiter"] = "\t"
     if all(os.path.getsize(f) == 0 for f in data_files):
         raise InputError(f"{what}: '{path}' is empty (0 bytes). Point {what}.path at a file with a header and rows.")
+    import logging
+
+    # datasets' own logging can trip over a bad file and print a traceback; the error below says what is wrong
+    raising, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=data_files, split="train", **kwargs)
     except Exception as exc:
@@ -72,6 +76,8 @@ def load_local(path: str, what: str):
         else:
             why = f"{first_line(exc)}. Check that it is a well-formed {LOCAL_FORMATS[suffix]} file"
         raise InputError(f"{what}: cannot read '{path}' as {LOCAL_FORMATS[suffix]}: {why}.") from None
+    finally:
+        logging.raiseExceptions = raising
 
 
 def first_line(exc: BaseException) -> str:
