@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.config import RunConfig
-from core.errors import InputError
+from core.errors import InputError, first_line
 from core.runs import check_writable
 
 
@@ -39,7 +39,7 @@ def check_llm(cfg: RunConfig, item_map_hash: str) -> None:
 
         HfApi().model_info(where, revision=cfg.llm.revision or None, timeout=10)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, 200)
         raise InputError(
             f"llm.model = '{where}': the Hugging Face hub cannot be reached or has no such model ({reason}). "
             "Check the id and your network (`huggingface-cli login` for gated models); offline, point llm.model at "

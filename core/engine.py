@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from core.config import StageConfig
 from core.data import SeqData
-from core.errors import Interrupted, RunFailure
+from core.errors import Interrupted, RunFailure, first_line
 from core.losses import info_nce, mk_mmd, rec_loss, sample_negatives
 from core.metrics import grouped_metrics, target_ranks
 from core.models.scorer import SeqRecommender
@@ -313,7 +313,7 @@ def load_last(ctx, folder: Path, state: dict) -> Path | None:
             trainer = json.loads((cand / "trainer.json").read_text())
             ctx.accelerator.load_state(str(cand))
         except Exception as exc:  # noqa: BLE001 — SafetensorError, pickle / zip errors, JSON, OSError
-            problems.append(f"{cand}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+            problems.append(f"{cand}: {type(exc).__name__}: {first_line(exc, 160)}")
             ctx.log(f"warning: checkpoint {cand} is unreadable ({problems[-1]})")
             continue
         if problems:
@@ -340,7 +340,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     except Exception as exc:  # noqa: BLE001 — a truncated or overwritten file (SafetensorError, OSError)
         stage = path.parent.name
         raise RunFailure(
-            f"{path}: the checkpoint is damaged ({type(exc).__name__}: {str(exc)[:160]}). Delete the folder "
+            f"{path}: the checkpoint is damaged ({type(exc).__name__}: {first_line(exc, 160)}). Delete the folder "
             f"{path.parent} and `padtui resume` the run: stage '{stage}' (and the stages after it) train again, "
             f"the stages before it are kept.") from None
     own = model.state_dict()

@@ -23,3 +23,9 @@ class Interrupted(Exception):
 
 class ResumeRefused(InputError):
     """A resume that would continue on other data than the run started with: the run itself is untouched."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first message line (at most `limit` characters), or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 
 from core.config import LLMConfig
-from core.errors import InputError
+from core.errors import InputError, first_line
 from core.runs import atomic_write_file, cache_dir
 
 CACHE_FORMAT = "padtui-embeddings/1"  # bump when the embedding code changes what it computes
@@ -476,7 +476,7 @@ def embed_items(
             _save_embedding_cache(path, table, fp, cfg, template, time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 — a full cache disk (OSError, SafetensorError): the run goes on
             (log or print)(f"warning: the LLM embedding cache {path} could not be written "
-                           f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}); this run keeps "
+                           f"({first_line(exc, 160)}); this run keeps "
                            f"the table in memory. Free space in {path.parent} to cache it next time.")
     if multi:
         accelerator.wait_for_everyone()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.config import DatasetConfig
-from core.errors import InputError
+from core.errors import InputError, first_line
 
 ENCODE_BATCH = 100_000  # rows per Arrow batch when encoding a `datasets` table (bounds the Python-side work)
 LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -78,12 +78,6 @@ def load_local(path: str, what: str):
         raise InputError(f"{what}: cannot read '{path}' as {LOCAL_FORMATS[suffix]}: {why}.") from None
     finally:
         logging.raiseExceptions = raising
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first message line, or its type's name when it has no message."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def read_atomic_file(path: Path) -> dict[str, np.ndarray]:
