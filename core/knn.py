@@ -9,11 +9,10 @@ by construction; it is the bar a stage 3 that keeps the LLM's tail signal should
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from core.metrics import grouped_metrics, target_ranks
 from core.models.items import LLMTable
-from core.models.text_knn import UnitLLMItems
+from core.models.text_knn import RecentMean, UnitLLMItems
 
 
 def unit_table(llm_table: torch.Tensor) -> torch.Tensor:
@@ -27,13 +26,13 @@ def text_knn_metrics(llm_table: torch.Tensor, inputs: dict[str, torch.Tensor], i
                      chunk: int = 65536) -> dict:
     """Grouped metrics (overall / warm / cold / bins) of the text kNN on one split's eval inputs."""
     table = unit_table(llm_table)
+    window = RecentMean(last, scale=1.0)
     n_items = table.shape[0] - 1
     all_ranks, all_bins = [], []
     for i in range(0, len(inputs["target"]), batch_size):
         history = inputs["history"][i:i + batch_size]
         target = inputs["target"][i:i + batch_size]
-        recent = table[history[:, -last:]]  # left-padded: the last columns are the latest items; pads are 0
-        query = F.normalize(recent.sum(1), dim=1)  # the mean's direction
+        query = window(table[history], history > 0)[:, -1]  # the kNN expert's own query, without its scale
         ranks = target_ranks(lambda a, b: query @ table[a:b].T, (query * table[target]).sum(1), target,
                              inputs["mask"][i:i + batch_size] if mask_history else None, n_items, chunk)
         all_ranks.append(ranks)
