@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from core.config import StageConfig
 from core.data import SeqData
 from core.errors import Interrupted, RunFailure, first_line
-from core.losses import info_nce, mk_mmd, rec_loss, sample_negatives
+from core.losses import catalogue_ce, info_nce, mk_mmd, rec_loss, sample_negatives
 from core.metrics import grouped_metrics, target_ranks
 from core.models.scorer import SeqRecommender
 from core.runs import atomic_write_file, atomic_write_json
@@ -203,10 +203,18 @@ class StageModule(nn.Module):
         # ce scores the whole catalogue: each expert's item table is built once a step, for the mixed loss and
         # the experts' own (an LLM-side table costs an adapter pass over every item)
         tables = self.model.tables() if self.loss == "ce" else None
-        losses = {"rec": rec_loss(self.model, selected, targets[pos], self.loss, negs, tables)}
-        if self.expert_loss > 0 and self.model.gate is not None:
+        own_too = self.expert_loss > 0 and self.model.gate is not None
+        if own_too and self.loss == "ce":
+            # each expert's [P, catalogue] scores are computed once and feed both its own loss and the mixture
+            parts = [self.model.score(selected, tables=tables, only=k) for k in range(len(self.model.names))]
+            mixed = self.model.mix(parts, self.model.item_bin)
+            losses = {"rec": catalogue_ce(mixed, targets[pos])}
+            own = [catalogue_ce(p, targets[pos]) for p in parts]
+        else:
+            losses = {"rec": rec_loss(self.model, selected, targets[pos], self.loss, negs, tables)}
             own = [rec_loss(_OneExpert(self.model, k), selected, targets[pos], self.loss, negs, tables)
-                   for k in range(len(self.model.names))]
+                   for k in range(len(self.model.names))] if own_too else []
+        if own:
             losses["experts"] = self.expert_loss * sum(own) / len(own)
         if self.align is not None and self.align.weight > 0:
             losses["mmd" if self.align.objective == "mmd" else "infonce"] = self.align(self.model, seq)

@@ -23,6 +23,11 @@ def sample_negatives(rng: np.random.Generator, n_items: int, users: np.ndarray, 
     return neg
 
 
+def catalogue_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy of scores over the whole catalogue [P, n_items + 1] (column 0, padding, excluded)."""
+    return F.cross_entropy(logits[:, 1:].float(), targets - 1)  # a view: the caller's scores stay untouched
+
+
 def rec_loss(model: SeqRecommender, state: State, targets: torch.Tensor, kind: str,
              negatives: torch.Tensor | None = None, tables: list[torch.Tensor] | None = None) -> torch.Tensor:
     """state rows [P] with their next items `targets` [P].
@@ -31,9 +36,7 @@ def rec_loss(model: SeqRecommender, state: State, targets: torch.Tensor, kind: s
     bce: one negative per row (`negatives` [P]); sampled_softmax: the target against k shared negatives
     (`negatives` [k]), hits on the target removed."""
     if kind == "ce":
-        logits = model.score(state, tables=tables).float()
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, targets)
+        return catalogue_ce(model.score(state, tables=tables), targets)
     if kind == "bce":
         pos = model.score(state, targets[:, None])[:, 0].float()
         neg = model.score(state, negatives[:, None])[:, 0].float()

@@ -191,3 +191,40 @@ def test_user_states_from_histories(tiny_cfg, kind):
     if kind != "bert4rec":
         (full,) = model.encode(history)
         assert torch.equal(state, full[:, -1])
+
+
+def test_mixture_with_expert_loss_matches_the_per_expert_computation(tiny_cfg, tiny_data):
+    """Stage 3's ce with expert_loss scores each expert once for both terms; the losses and the gradients must
+    equal scoring the mixture and every expert separately (the straightforward computation)."""
+    from core.engine import _OneExpert
+    from core.losses import rec_loss
+    from core.models.scorer import FrequencyGate
+
+    cfg = tiny_cfg("stages.disentangle.windows=last")
+    data = tiny_data
+    torch.manual_seed(0)
+    experts = {name: Expert(IDItems(data.n_items, cfg.backbone.hidden_size), build_backbone(cfg.backbone))
+               for name in ("id", "text")}
+    gate = FrequencyGate(["id", "text"], cfg.stages.disentangle.n_bins)
+    with torch.no_grad():
+        gate.logits.add_(torch.randn_like(gate.logits))
+    model = SeqRecommender(experts, data.n_items, torch.from_numpy(data.item_bin), gate)
+    windows, users = training_windows(data, cfg.backbone.max_len, "last")
+    batch = make_batch(torch.from_numpy(windows[:32]), torch.from_numpy(users[:32]), model, cfg.stages.disentangle,
+                       data, [], np.random.default_rng(0), cfg.backbone.mask_prob)
+    model.eval()  # one dropout draw for both computations
+    module = StageModule(model, "ce", None, expert_loss=0.7)
+    losses = module(*batch)
+    fast = torch.autograd.grad(losses["total"], list(model.parameters()))
+
+    seq, targets, _, _ = batch
+    pos = targets > 0
+    selected = tuple(s[pos] for s in model.encode(seq))
+    rec = rec_loss(model, selected, targets[pos], "ce")
+    own = [rec_loss(_OneExpert(model, k), selected, targets[pos], "ce") for k in range(2)]
+    total = rec + 0.7 * sum(own) / 2
+    slow = torch.autograd.grad(total, list(model.parameters()))
+    assert torch.allclose(losses["rec"], rec) and torch.allclose(losses["experts"], 0.7 * sum(own) / 2)
+    assert own[0].item() != pytest.approx(own[1].item())  # the experts differ, so a mix-up would show
+    for a, b in zip(fast, slow):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
