@@ -166,7 +166,7 @@ class DisentangleConfig(StageConfig):
     # the users that select models or the test). The SR baseline gets the same kind of fit ("calibrated SR").
     gate_fit: Literal["train", "heldout"] = "train"
     gate_fit_steps: int = 300
-    gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all
+    gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all; both capped so their cached scores stay under 2 GiB
     adapter_layers: int = 1
     adapter_dropout: float = 0.2
 

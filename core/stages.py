@@ -81,6 +81,16 @@ def build_disentangle(ctx) -> Stage:
                  finish=fit_gate_on_heldout if dcfg.gate_fit == "heldout" else None)
 
 
+FIT_CACHE_BYTES = 2 * 2**30  # the held-out fit caches every expert's float32 scores of its users
+
+
+def fit_users_cap(wanted: int, n_experts: int, n_items: int) -> int:
+    """How many fit users the held-out fit takes: `gate_fit_users` (0 = all), fewer when their cached scores
+    would pass FIT_CACHE_BYTES (a 200,000-item catalogue), never fewer than 64."""
+    by_memory = max(64, FIT_CACHE_BYTES // (4 * n_experts * (n_items + 1)))
+    return min(wanted or by_memory, by_memory)
+
+
 def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> list[float]:
     """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over the catalogue,
     history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
@@ -91,8 +101,12 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> li
     dcfg, ev = ctx.cfg.stages.disentangle, ctx.eval_data("fit")
     device, bs = ctx.accelerator.device, ctx.cfg.eval.batch_size
     rows = torch.arange(len(ev["target"]))
-    if dcfg.gate_fit_users and len(rows) > dcfg.gate_fit_users:
-        rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[: dcfg.gate_fit_users]]
+    cap = fit_users_cap(dcfg.gate_fit_users, len(model.names), model.n_items)
+    if cap < dcfg.gate_fit_users and len(rows) > cap:
+        ctx.log(f"held-out fit: {cap} of the fit split's users, so that the experts' cached scores stay under "
+                f"{FIT_CACHE_BYTES / 2**30:.0f} GiB ({model.n_items:,} items × {len(model.names)} experts)")
+    if len(rows) > cap:
+        rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[:cap]]
     bins = model.item_bin
     model.eval()
     with torch.no_grad():
