@@ -59,8 +59,10 @@ def preflight(cfg: RunConfig, stages: list[str], runs_dir: Path, warn: Callable[
     `fetch(names)` gets the offline assets the run reads that are missing: the dataset's before the data is
     checked, the LLM's after (so a data problem is named before a long download)."""
     check_writable(runs_dir)
-    from core import assets
+    from core import assets, trackers
     from core.data import load_data
+
+    trackers.check(cfg.train.log_with)
 
     missing = assets.needed(cfg, stages) if fetch else []
     data_assets = [n for n in missing if cfg.dataset.source == "asset" and n in (cfg.dataset.path, cfg.dataset.items.path)]

@@ -205,6 +205,9 @@ class TrainConfig:
     num_workers: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
     num_processes: int = 1  # > 1: detached workers start through `accelerate launch`
+    # Accelerate trackers fed with the run's losses, metrics and gate weights (core/trackers.py), e.g.
+    # ["tensorboard"]; local ones write under <run>/trackers/, wandb runs offline unless WANDB_MODE says otherwise
+    log_with: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from core.config import STAGES, RunConfig, config_to_toml, load_saved_config
 from core.data import SeqData, load_data
 from core.engine import STAGE_INDEX, eval_inputs, is_out_of_memory, load_weights, train_stage
 from core.errors import InputError, Interrupted, ResumeRefused, RunFailure
+from core import trackers
 from core.runs import RunFolder, atomic_write_file, atomic_write_json, atomic_write_text, check_writable, new_run_path
 from core.stages import BUILDERS
 
@@ -274,6 +275,8 @@ class RunContext:
     def emit(self, kind: str, stage: str = "", **data) -> None:
         if self.main:
             self.run.emit(kind, stage, **data)
+            if self.cfg.train.log_with and (numbers := trackers.scalars(kind, stage, data)):
+                self.accelerator.log(*numbers[:1], step=numbers[1])
 
     def log(self, message: str) -> None:
         if self.main:
@@ -341,7 +344,8 @@ class RunContext:
         return self._llm
 
 
-def make_accelerator(cfg: RunConfig):
+def make_accelerator(cfg: RunConfig, trackers_dir: Path | None = None):
+    """The run's Accelerator; with `train.log_with` and a folder, its experiment trackers too (core.trackers)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
@@ -357,7 +361,8 @@ def make_accelerator(cfg: RunConfig):
     # replacement `forward_sync_buffers`, not offered by Accelerate, would still send the table at start-up.)
     warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
     ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
-    acc = Accelerator(mixed_precision=mp, kwargs_handlers=[ddp], cpu=_cpu_only())
+    tracking = trackers.prepare(cfg.train.log_with, trackers_dir) if trackers_dir is not None else {}
+    acc = Accelerator(mixed_precision=mp, kwargs_handlers=[ddp], cpu=_cpu_only(), **tracking)
     set_seed(cfg.seed)
     return acc
 
@@ -493,13 +498,15 @@ def execute(run: RunFolder, resume: bool = False, allow_changed_data: bool = Fal
     cfg = load_saved_config(run.config_path)
     stages = run_stages(run)
     check_writable(run.path, "run folder", "Free some space or fix its permissions, then try again.")
-    acc = make_accelerator(cfg)
+    acc = make_accelerator(cfg, run.path / "trackers")
     if acc.is_main_process:
         run.acquire()
     stop = StopSignal(run)
     stop.install()
     t0 = time.perf_counter()
     try:
+        if cfg.train.log_with:
+            acc.init_trackers(run.name, config=trackers.flat_config(cfg.to_dict()))
         data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=run.log)
         if resume and not allow_changed_data:
             check_same_data(run, data)
@@ -571,6 +578,8 @@ def execute(run: RunFolder, resume: bool = False, allow_changed_data: bool = Fal
         raise
     finally:
         stop.restore()
+        if cfg.train.log_with:
+            acc.end_training()  # flushes and closes the trackers' files
         if acc.is_main_process:
             run.release()
 
