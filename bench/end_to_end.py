@@ -3,7 +3,8 @@
     python bench/end_to_end.py [--preset NAME] [--set KEY=VALUE ...]
 
 The run is a real `padtui run` in a child process; peak RSS is the child's max resident set size.
-Stage times come from the run's results.json.
+Stage times come from the run's results.json; per-stage peak RSS and GPU memory (torch's max allocated) from
+the resources its step events carry (sampled at the logged steps).
 """
 
 from __future__ import annotations
@@ -43,10 +44,24 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}, python {platform.python_version()}")
     print(f"preset {args.preset} {' '.join(args.set)}  (run folder {run})")
-    print(f"{'stage':<12} {'seconds':>8} {'train s':>8} {'eval s':>7} {'epochs':>7} {'test NDCG@10':>13} {'cold':>7}")
+    peaks: dict[str, dict[str, float]] = {}  # per stage (and "embed"): the largest RSS / GPU memory its steps saw
+    for line in (run / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        for key in ("rss_mb", "gpu_mem_mb"):
+            if key in event:
+                slot = peaks.setdefault(event["stage"], {})
+                slot[key] = max(slot.get(key, 0.0), event[key])
+    print(f"{'stage':<12} {'seconds':>8} {'train s':>8} {'eval s':>7} {'epochs':>7} {'test NDCG@10':>13} {'cold':>7} "
+          f"{'RSS MB':>7} {'GPU MB':>7}")
+    if "embed" in peaks:
+        p = peaks["embed"]
+        print(f"{'(embed)':<12} {'':>8} {'':>8} {'':>7} {'':>7} {'':>13} {'':>7} {p.get('rss_mb', 0):>7.0f} "
+              f"{p.get('gpu_mem_mb', 0):>7.0f}")
     for stage, r in results["stages"].items():
+        p = peaks.get(stage, {})
         print(f"{stage:<12} {r['seconds']:>8.1f} {r['train_seconds']:>8.1f} {r['eval_seconds']:>7.1f} "
-              f"{r['epochs_run']:>7} {r['test']['overall']['NDCG@10']:>13.4f} {r['test']['cold']['NDCG@10']:>7.4f}")
+              f"{r['epochs_run']:>7} {r['test']['overall']['NDCG@10']:>13.4f} {r['test']['cold']['NDCG@10']:>7.4f} "
+              f"{p.get('rss_mb', 0):>7.0f} {p.get('gpu_mem_mb', 0):>7.0f}")
     print(f"{'total':<12} {wall:>8.1f} s wall (incl. start-up, data, LLM embeddings)   peak RSS {peak_mb:,.0f} MB")
     return 0
 
