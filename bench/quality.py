@@ -102,7 +102,7 @@ def main() -> int:
         sys.exit("report mode uses fresh seeds (6 and up): seeds 1-5 chose the settings.")
     import torch
 
-    from padtui.cli import group_summary
+    from padtui.commands.results import group_summary
 
     extra = (dataset_sets(args.dataset) if args.dataset else []) + args.set
     tag = f"{Path(args.dataset).name}-" if args.dataset else ""

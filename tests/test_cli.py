@@ -17,7 +17,7 @@ from rich.console import Console
 
 from core.config import load_run_config, load_saved_config
 from core.runs import RunFolder
-from padtui import cli
+from padtui import cli, output
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = [
@@ -35,14 +35,14 @@ SMALL = [
 def invoke(*args: str) -> tuple[int, str, str]:
     """padtui.cli.main in this process → (exit code, stdout, stderr); consoles 80 wide like a pipe."""
     out, err = io.StringIO(), io.StringIO()
-    saved = cli.console, cli.err
-    cli.console = Console(file=out, highlight=False, width=80)
-    cli.err = Console(file=err, highlight=False, width=80)
+    saved = output.console, output.err
+    output.console = Console(file=out, highlight=False, width=80)
+    output.err = Console(file=err, highlight=False, width=80)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = cli.main(list(args))
     finally:
-        cli.console, cli.err = saved
+        output.console, output.err = saved
     return code, out.getvalue(), err.getvalue()
 
 

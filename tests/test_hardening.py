@@ -158,10 +158,10 @@ def test_a_run_is_found_by_its_bare_name_and_a_missing_one_is_exit_2(command, ru
     if command == "show":
         code, out, err = invoke("--runs-dir", str(runs_dir), "show", run.name)
         assert code == 0 and "SR baseline" in out
-    from padtui import cli
+    from padtui.commands.common import find_run
 
-    assert cli.find_run(run.name, runs_dir) == run.path
-    assert cli.find_run(str(run.path), Path("elsewhere")) == run.path
+    assert find_run(run.name, runs_dir) == run.path
+    assert find_run(str(run.path), Path("elsewhere")) == run.path
 
 
 # ───────────────────────────── resume on changed data ─────────────────────────────
@@ -434,13 +434,13 @@ def test_a_second_launch_warns_that_another_run_is_training(runs_dir):
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         busy.pid_path.write_text(f"{owner.pid}\n")
-        from padtui import cli
+        from padtui.commands.run import warn_if_training
 
         code, out, err = invoke("run", "demo", "--stages", "pretrain", "--runs-dir", str(runs_dir), "--set",
                                 "stages.pretrain.epochs=1", "--set", "dataset.synthetic.n_users=200")
         assert code == 0, err
         assert "busy is training on this machine" in " ".join(err.split())
-        assert [r.name for r in cli.warn_if_training(runs_dir)] == ["busy"]
+        assert [r.name for r in warn_if_training(runs_dir)] == ["busy"]
     finally:
         owner.kill()
         owner.wait()

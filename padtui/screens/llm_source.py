@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.widgets import Input, Select, Static
 
 from padtui.screens.dataset_source import _SourceForm
-from padtui.widgets.llm_picker import availability
+from padtui.availability import availability
 
 POOLINGS = ("mean", "last", "cls", "prompt_last")
 

@@ -35,7 +35,7 @@ class DatasetPicker(Picker):
         self.stats: dict[str, dict | str] = {}  # preset -> stats, or "computing…" / an error line
 
     def preset_options(self) -> list[tuple[str, Text]]:
-        from padtui.widgets.llm_picker import fetched_assets
+        from padtui.availability import fetched_assets
 
         fetched = fetched_assets()
         out = []
