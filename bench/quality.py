@@ -56,7 +56,8 @@ def run_group(preset: str, seeds: list[int], runs_dir: Path, reuse: bool, refere
               extra: list[str], tag: str) -> Path:
     from core.config import load_run_config
     from core.pipeline import create_run, execute
-    from core.runs import RunFolder, atomic_write_json
+    from core.atomic import atomic_write_json
+    from core.runs import RunFolder
 
     group = runs_dir / f"quality-{tag}{preset}"
     if reuse and group.is_dir():

@@ -39,7 +39,7 @@ from core.models import build_backbone  # noqa: E402
 from core.models.items import IDItems  # noqa: E402
 from core.models.scorer import Expert, SeqRecommender  # noqa: E402
 from core.pipeline import RunContext, make_accelerator  # noqa: E402
-from core.runs import RunFolder  # noqa: E402
+from core.run_writer import RunWriter  # noqa: E402
 from core.stages import build_pretrain  # noqa: E402
 
 BACKBONES = ("sasrec", "gru4rec", "bert4rec")
@@ -85,7 +85,7 @@ def train_row(preset: str, kind: str, windows: str, warmup: int, epochs: int, ex
     ])
     acc = make_accelerator(cfg)
     with tempfile.TemporaryDirectory(prefix="padtui-speed-") as tmp:
-        run = RunFolder(Path(tmp) / "run")
+        run = RunWriter(Path(tmp) / "run")
         run.path.mkdir()
         ctx = RunContext(run, cfg, acc, data)
         stage = build_pretrain(ctx)

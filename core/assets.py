@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import InputError
-from core.runs import atomic_write_json, cache_dir
+from core.atomic import atomic_write_json
+from core.runs import cache_dir
 
 MARKER = "asset.json"
 

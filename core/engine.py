@@ -31,7 +31,7 @@ from core.errors import Interrupted, RunFailure, first_line
 from core.losses import catalogue_ce, info_nce, mk_mmd, rec_loss, sample_negatives
 from core.metrics import grouped_metrics, target_ranks
 from core.models.scorer import SeqRecommender
-from core.runs import atomic_write_file, atomic_write_json
+from core.atomic import atomic_write_file, atomic_write_json
 
 STAGE_INDEX = {"pretrain": 1, "align": 2, "disentangle": 3}
 

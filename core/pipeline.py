@@ -31,7 +31,9 @@ from core.data import SeqData, load_data
 from core.engine import STAGE_INDEX, eval_inputs, is_out_of_memory, load_weights, train_stage
 from core.errors import InputError, Interrupted, ResumeRefused, RunFailure
 from core import trackers
-from core.runs import RunFolder, atomic_write_file, atomic_write_json, atomic_write_text, check_writable, new_run_path
+from core.atomic import atomic_write_file, atomic_write_json, atomic_write_text
+from core.run_writer import RunWriter
+from core.runs import RunFolder, check_writable, new_run_path
 from core.stages import BUILDERS
 
 T = TypeVar("T")
@@ -218,7 +220,7 @@ class StopSignal:
     a second signal stops at once, keeping the last checkpoint. SIGHUP is ignored: a dropped SSH link must
     not stop the run."""
 
-    def __init__(self, run: RunFolder):
+    def __init__(self, run: RunWriter):
         self.run = run
         self.requested = False
         self._saved: dict = {}
@@ -255,7 +257,7 @@ class StopSignal:
 class RunContext:
     """What the stages and the loop share: config, data, accelerator, run folder, events."""
 
-    def __init__(self, run: RunFolder, cfg: RunConfig, accelerator, data: SeqData, stop: StopSignal | None = None):
+    def __init__(self, run: RunWriter, cfg: RunConfig, accelerator, data: SeqData, stop: StopSignal | None = None):
         self.run, self.cfg, self.accelerator, self.data = run, cfg, accelerator, data
         self.stop = stop or StopSignal(run)
         self.user_items = [np.unique(data.train_part(u)) for u in range(data.n_users)]
@@ -460,7 +462,7 @@ def disk_failure(run: RunFolder, exc: BaseException) -> RunFailure | None:
                       f"permissions), then `padtui resume {run.path}`.", log=str(run.log_path))
 
 
-def _record_end(run: RunFolder, t0: float, message: str, status: str) -> None:
+def _record_end(run: RunWriter, t0: float, message: str, status: str) -> None:
     """`error` + `run_end` events; on a full disk they may not fit, and the exception still tells the user."""
     try:
         run.emit("error", "", message=message, log=str(run.log_path), interrupted=status == "stopped")
@@ -495,6 +497,7 @@ def check_same_data(run: RunFolder, data: SeqData) -> None:
 
 def execute(run: RunFolder, resume: bool = False, allow_changed_data: bool = False) -> dict:
     """Run (or continue) every stage of the run that has no result yet. Returns results.json's content."""
+    run = RunWriter(run.path)  # this process owns the folder from here on: it appends events and takes the lock
     cfg = load_saved_config(run.config_path)
     stages = run_stages(run)
     check_writable(run.path, "run folder", "Free some space or fix its permissions, then try again.")

@@ -1,21 +1,20 @@
 """A run is a folder: config.toml, manifest.json, events.jsonl, log.txt, worker.pid, checkpoints/, results.json.
 
-Writers use atomic replace (temp file + rename) so a crash never leaves a half-written JSON/TOML file;
-events.jsonl is append-only, one JSON object per line, written with a single `write` call. Readers (TUI, CLI)
-tail events by byte offset and ignore a trailing partial line. Pure Python: the TUI imports this.
+This module is the reading side: `RunFolder` (paths, events tailed by byte offset with a trailing partial line
+ignored, status, results) and the runs folder (`iter_runs`). The one process that owns a run writes through
+`core.run_writer.RunWriter` (append-only events, the log, the worker lock); JSON and TOML files are replaced
+atomically (`core.atomic`). Pure Python: the TUI imports this.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 from core.errors import InputError
 
@@ -33,46 +32,6 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "padtui"
     )
     return Path(base)
-
-
-def atomic_write_file(path: Path, write: Callable[[Path], Any]) -> None:
-    """Create `path` atomically: `write(tmp)` fills a temp file in the same folder, which is fsynced and then
-    renamed into place. A crash or a full disk leaves the old file (or none), never a half-written one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_file(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _clean(obj: Any) -> Any:
-    """JSON without NaN/inf (they become null) — readers in any language can parse it."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(_clean(obj), indent=2) + "\n")
 
 
 def pid_alive(pid: int) -> bool:
@@ -174,18 +133,6 @@ class RunFolder:
         return run
 
     # events
-    def emit(self, kind: str, stage: str = "", **data: Any) -> dict:
-        assert kind in EVENT_KINDS, kind
-        event = {"time": round(time.time(), 3), "stage": stage, "kind": kind, **data}
-        line = (json.dumps(_clean(event)) + "\n").encode("utf-8")
-        with open(self.events_path, "ab+") as fh:
-            if fh.seek(0, os.SEEK_END) > 0:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    line = b"\n" + line  # a line torn by a crash mid-write stays alone on its line
-            fh.write(line)
-        return event
-
     def read_events(self, offset: int = 0) -> tuple[list[dict], int]:
         """Events from byte `offset`; returns them and the offset after the last complete line."""
         try:
@@ -210,11 +157,6 @@ class RunFolder:
     def events(self) -> list[dict]:
         return self.read_events(0)[0]
 
-    def log(self, message: str) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.log_path, "a", encoding="utf-8") as fh:
-            fh.write(f"{stamp} {message}\n")
-
     def log_tail(self, lines: int = 20) -> list[str]:
         try:
             with open(self.log_path, "rb") as fh:
@@ -231,57 +173,6 @@ class RunFolder:
             return int(self.pid_path.read_text().strip() or 0)
         except (FileNotFoundError, ValueError):
             return None
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path / "worker.lock"
-
-    def acquire(self) -> None:
-        """Take the folder for this process, atomically: an exclusive `flock` on worker.lock, held until
-        `release` or the process's end (the kernel drops it with the process, so a crash never leaves a lock
-        that needs clearing); then worker.pid says who holds it. A live holder makes this an InputError.
-
-        `padtui run --detach` writes the worker's pid before the worker starts, and `accelerate launch` runs the
-        worker as a child of the pid it wrote: both only rewrite worker.pid with the holder's own pid."""
-        import fcntl
-
-        if getattr(self, "_lock_fd", None) is not None:
-            return
-        def refuse(pid: int | None) -> InputError:
-            return InputError(
-                f"{self.path}: this run is owned by a live worker (pid {pid or '?'}); a second worker on the same "
-                f"folder is refused. Watch it with `padtui attach {self.path}`, or stop it"
-                f"{f' (`kill {pid}`)' if pid else ''} and then `padtui resume {self.path}`."
-            )
-
-        fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise refuse(self.worker_pid()) from None
-        # under the lock nobody else can be here: the pid check and the pid write cannot interleave
-        owner = self.worker_pid()
-        if owner is not None and owner not in (os.getpid(), os.getppid()):
-            if pid_alive(owner):  # a worker that does not take the lock (an older padtui) still owns the run
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-                raise refuse(owner)
-            self.log(f"cleared a stale lock: worker pid {owner} is gone")
-        self._lock_fd = fd
-        atomic_write_text(self.pid_path, f"{os.getpid()}\n")
-
-    def release(self) -> None:
-        import fcntl
-
-        fd = getattr(self, "_lock_fd", None)
-        if fd is None:
-            return
-        if self.worker_pid() == os.getpid():
-            self.pid_path.unlink(missing_ok=True)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-        self._lock_fd = None
 
     def stop(self, sig: int = signal.SIGTERM) -> bool:
         pid = self.worker_pid()

@@ -31,7 +31,8 @@ import torch
 
 from core.config import LLMConfig
 from core.errors import InputError, first_line
-from core.runs import atomic_write_file, cache_dir
+from core.atomic import atomic_write_file
+from core.runs import cache_dir
 
 CACHE_FORMAT = "padtui-embeddings/1"  # bump when the embedding code changes what it computes
 TENSOR_NAME = "embeddings"

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
+from core.run_writer import RunWriter
 from core.runs import RunFolder
 from test_cli import invoke
 
 
 def finished_run(root: Path, name: str) -> RunFolder:
     """A run folder as a finished run leaves it (config, events, results), written without training."""
-    run = RunFolder(root / name)
+    run = RunWriter(root / name)
     run.path.mkdir(parents=True)
     run.config_path.write_text('preset = "demo"\n')
     run.emit("run_start", "", run=name, preset="demo", seed=1, stages=["pretrain"])
@@ -61,7 +62,7 @@ def test_a_results_file_that_is_not_utf8_json_reads_as_empty(runs_dir):
 def _try_lock(path: str, start: float, queue) -> None:
     while time.time() < start:
         pass
-    run = RunFolder(Path(path))
+    run = RunWriter(Path(path))
     try:
         run.acquire()
     except InputError:
@@ -94,18 +95,18 @@ def test_the_run_lock_is_atomic_under_many_concurrent_tries_with_a_stale_pid(run
 def test_the_lock_is_dropped_with_a_killed_worker(runs_dir):
     run = finished_run(runs_dir, "killed")
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; sys.path.insert(0, %r); from core.runs import RunFolder; "
-                               "RunFolder(%r).acquire(); print('held', flush=True); time.sleep(60)"
+                               "import sys, time; sys.path.insert(0, %r); from core.run_writer import RunWriter; "
+                               "RunWriter(%r).acquire(); print('held', flush=True); time.sleep(60)"
                                % (str(Path(__file__).resolve().parent.parent), str(run.path))],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(InputError, match=f"pid {holder.pid}"):
-            RunFolder(run.path).acquire()
+            RunWriter(run.path).acquire()
     finally:
         holder.kill()
         holder.wait()
-    other = RunFolder(run.path)
+    other = RunWriter(run.path)
     other.acquire()  # SIGKILL released the flock; the stale pid file is cleared
     assert other.worker_pid() == os.getpid()
     other.release()

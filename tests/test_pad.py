@@ -132,7 +132,9 @@ def context(run_: RunFolder):
 
     cfg = load_saved_config(run_.config_path)
     data = load_data(cfg.dataset, cfg.stages.disentangle.n_bins, log=lambda m: None)
-    return RunContext(run_, cfg, make_accelerator(cfg), data)
+    from core.run_writer import RunWriter
+
+    return RunContext(RunWriter(run_.path), cfg, make_accelerator(cfg), data)
 
 
 def test_stage_2_starts_from_stage_1_and_leaves_its_expert_alone(base):

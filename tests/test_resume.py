@@ -187,9 +187,11 @@ def test_sigkill_in_stage2_then_resume_matches_uninterrupted(every, uninterrupte
 
 @pytest.fixture
 def created_run(tiny_cfg, runs_dir) -> RunFolder:
+    """A new run folder, opened the way its worker opens it (it may write events and take the lock)."""
     from core.pipeline import create_run
+    from core.run_writer import RunWriter
 
-    return create_run(tiny_cfg(), runs_dir, ["pretrain"])
+    return RunWriter(create_run(tiny_cfg(), runs_dir, ["pretrain"]).path)
 
 
 def test_second_worker_on_a_live_run_is_refused(created_run, capsys):

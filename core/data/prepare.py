@@ -23,7 +23,8 @@ import numpy as np
 from core.config import DatasetConfig
 from core.data.sources import load_interactions, load_item_texts
 from core.errors import InputError
-from core.runs import atomic_write_json, cache_dir
+from core.atomic import atomic_write_json
+from core.runs import cache_dir
 
 DATA_FORMAT = 3  # bump when the processed layout or protocol changes: old caches are then rebuilt
 

@@ -8,7 +8,7 @@ import os
 from rich.table import Table
 from core.config import list_presets, load_run_config
 from core.errors import InputError
-from core.runs import atomic_write_json
+from core.atomic import atomic_write_json
 from padtui import output
 
 

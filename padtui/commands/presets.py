@@ -49,7 +49,7 @@ def cmd_presets(args) -> int:
                              f"name to copy into your presets folder.")
         if dest.exists():
             raise InputError(f"{dest}: already exists; choose another destination.")
-        from core.runs import atomic_write_text
+        from core.atomic import atomic_write_text
 
         try:
             atomic_write_text(dest, source.read_text())

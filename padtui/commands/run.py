@@ -9,7 +9,8 @@ from pathlib import Path
 
 from core.config import STAGES, load_run_config, load_saved_config, parse_stages
 from core.errors import InputError, Interrupted, RunFailure
-from core.runs import RunFolder, atomic_write_json, iter_runs, new_run_path
+from core.atomic import atomic_write_json
+from core.runs import RunFolder, iter_runs, new_run_path
 from padtui import output
 from padtui.commands.common import find_run
 from padtui.commands.results import show_group, show_run
