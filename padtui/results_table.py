@@ -91,6 +91,40 @@ def results_table(results: dict, split: str = "test", title: str | None = None) 
     return table
 
 
+def verdict(results: dict, split: str = "test") -> list[str]:
+    """What the table says, in words: each later row against the SR baseline on overall and cold NDCG@10, a
+    loss named as a loss, and the two things that explain most of them (a tiny cold group; tail signal the
+    LLM carries that PAD did not keep)."""
+    base = results.get("stages", {}).get("pretrain")
+    if not base:
+        return []
+    b_all, b_cold = _value(base, split, "overall", "NDCG@10"), _value(base, split, "cold", "NDCG@10")
+    lines = []
+    for label, source in row_sources(results):
+        if label in ("SR baseline", "calibrated SR", "text kNN"):
+            continue
+        d_all = relative_change(_value(source, split, "overall", "NDCG@10"), b_all)
+        d_cold = relative_change(_value(source, split, "cold", "NDCG@10"), b_cold)
+        if d_all is None and d_cold is None:
+            continue
+        parts = [f"overall {fmt_change(d_all) or '—'}", f"cold {fmt_change(d_cold) or '—'}"]
+        losses = [g for g, d in (("overall", d_all), ("cold", d_cold)) if d is not None and d < -0.01]
+        if not losses:
+            lines.append(f"{label}: {', '.join(parts)} against the SR baseline — a gain or a tie on both.")
+        else:
+            lines.append(f"{label}: {', '.join(parts)} against the SR baseline — it loses on "
+                         f"{' and '.join(losses)} NDCG@10.")
+    n_cold = base.get(split, {}).get("cold", {}).get("n")
+    if isinstance(n_cold, int) and n_cold < 200 and lines:
+        lines.append(f"The cold group has {n_cold} {split} users: a change of a few hits moves its NDCG@10 by "
+                     f"tens of per cent; compare seeds (`--seeds`) before reading much into it.")
+    knn_cold = _value(results.get("text_knn") or {}, split, "cold", "NDCG@10")
+    pad_cold = metric(results, "disentangle", "cold", "NDCG@10", split)
+    if knn_cold is not None and pad_cold is not None and b_cold is not None and knn_cold > max(pad_cold, b_cold):
+        lines.append(f"The LLM's vectors alone (text kNN, no training) rank cold items better ({knn_cold:.4f}) "
+                     f"than PAD ({pad_cold:.4f}): tail signal the experts did not keep (`padtui show RUN --bins`).")
+    return lines
+
 
 def export(rows: list[tuple[str, list[str]]], fmt: str, caption: str = "") -> str:
     """The three-stage table as markdown, CSV or a LaTeX tabular (a paper's table in one command): `rows` are

@@ -61,7 +61,7 @@ def show_export(path: Path, fmt: str, split: str) -> int:
 
 
 def show_run(run: RunFolder, bins: bool = False) -> None:
-    from padtui.results_table import protocol_line, results_table
+    from padtui.results_table import protocol_line, results_table, verdict
 
     results = run.results()
     status = run.status()
@@ -72,6 +72,8 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
     output.console.print(f"[bold]{run.path}[/]  ({status})")
     output.console.print(protocol_line(results))
     output.console.print(results_table(results))
+    for line in verdict(results):
+        output.console.print(line, markup=False)
     if bins:
         output.console.print(bins_table(results))
         stage3 = results.get("stages", {}).get("disentangle", {})

@@ -1,4 +1,4 @@
-"""The three-stage results table (test set), with the protocol above it."""
+"""The three-stage results table (test set), with the protocol above it and what it says, in words, below."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from padtui.results_table import protocol_line, results_table
+from padtui.results_table import protocol_line, results_table, verdict
 
 
 class ResultsView(Static):
@@ -14,4 +14,5 @@ class ResultsView(Static):
         if not results.get("stages"):
             self.update(Text(waiting, style="dim"))
             return
-        self.update(Group(Text(protocol_line(results), style="dim"), results_table(results)))
+        words = [Text(line, style="dim" if not (" loses " in line) else "yellow") for line in verdict(results)]
+        self.update(Group(Text(protocol_line(results), style="dim"), results_table(results), *words))

@@ -1,0 +1,33 @@
+"""The results table in words: a stage that loses is named as losing, and the evidence that explains it."""
+
+from __future__ import annotations
+
+from padtui.results_table import verdict
+
+
+def grouped(overall: float, cold: float, n_cold: int = 500) -> dict:
+    return {"test": {"overall": {"NDCG@10": overall, "n": 5000}, "cold": {"NDCG@10": cold, "n": n_cold}}}
+
+
+def test_a_losing_stage_is_named_and_the_tail_signal_it_dropped_is_shown():
+    results = {"stages": {"pretrain": grouped(0.10, 0.020), "align": grouped(0.105, 0.0005),
+                          "disentangle": grouped(0.095, 0.014)},
+               "text_knn": grouped(0.03, 0.030)}
+    lines = verdict(results)
+    assert lines[0].startswith("aligned: overall +5.0%, cold -97.5%") and "loses on cold NDCG@10" in lines[0]
+    assert lines[1].startswith("PAD: overall -5.0%, cold -30.0%") and "loses on overall and cold" in lines[1]
+    assert any("text kNN, no training" in line and "0.0300" in line for line in lines)
+    assert not any("cold group has" in line for line in lines)  # 500 cold users: no small-sample warning
+
+
+def test_a_gain_says_so_and_a_tiny_cold_group_is_flagged():
+    results = {"stages": {"pretrain": grouped(0.10, 0.020, n_cold=40), "disentangle": grouped(0.11, 0.025, 40)},
+               "text_knn": grouped(0.03, 0.010, 40)}
+    lines = verdict(results)
+    assert lines[0] == "PAD: overall +10.0%, cold +25.0% against the SR baseline — a gain or a tie on both."
+    assert any("The cold group has 40 test users" in line for line in lines)
+    assert not any("text kNN" in line for line in lines)  # the kNN is below PAD on the tail: nothing to say
+
+
+def test_no_baseline_no_words():
+    assert verdict({"stages": {}}) == []
