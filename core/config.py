@@ -63,6 +63,9 @@ class Synthetic:
     mean_length: float = 20.0
     tail_exponent: float = 1.1  # Zipf exponent of item popularity inside a topic
     drift: float = 0.15  # chance that a user's next item moves to a neighbouring topic
+    # episodes per series: consecutive items of a topic (what "next episode" steps walk) share a series name in
+    # their titles, so the text tells where a rare item's sequence goes next; 0 = no series names
+    series: int = 0
 
 
 @dataclass
@@ -449,6 +452,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "dataset.synthetic.mean_length": (3, None, True, True),
     "dataset.synthetic.tail_exponent": (0, None, False, True),
     "dataset.synthetic.drift": (0, 1, True, True),
+    "dataset.synthetic.series": (0, None, True, True),
     "backbone.hidden_size": (1, None, True, True),
     "backbone.n_layers": (1, None, True, True),
     "backbone.n_heads": (1, None, True, True),

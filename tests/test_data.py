@@ -433,6 +433,29 @@ def test_a_dataset_keeps_its_fingerprint_across_versions():
     from core.data.prepare import data_fingerprint
 
     assert data_fingerprint(load_run_config("ml100k-sasrec-smollm2").dataset) == "125be10a888379e9"
-    assert data_fingerprint(load_run_config("demo").dataset) == "03034c9894bd8211"
-    changed = load_run_config("demo", ["dataset.filter.drop_bad_rows=true"]).dataset
+    assert data_fingerprint(load_run_config("demo", ["dataset.synthetic.series=0"]).dataset) == "03034c9894bd8211"
+    changed = load_run_config("demo", ["dataset.synthetic.series=0", "dataset.filter.drop_bad_rows=true"]).dataset
     assert data_fingerprint(changed) != "03034c9894bd8211"
+
+
+def test_series_names_tie_consecutive_episodes_in_the_titles():
+    """dataset.synthetic.series: items next to each other inside a topic (what a "next episode" step walks to)
+    share a series name; the titles are otherwise the ones without series, and the interactions do not change."""
+    from core.config import Synthetic
+    from core.data.synthetic import Catalogue, generate_interactions, generate_items
+
+    plain_cfg, series_cfg = Synthetic(n_users=50, n_items=120, n_topics=4), Synthetic(n_users=50, n_items=120,
+                                                                                      n_topics=4, series=3)
+    plain, series = generate_items(plain_cfg, seed=5), generate_items(series_cfg, seed=5)
+    cat = Catalogue(series_cfg, 5)
+    name = [t.split(" ", 1)[0] for t in series["title"]]
+    for i in range(120):
+        assert series["title"][i].endswith(plain["title"][i])
+        for j in range(120):
+            same = cat.item_topic[i] == cat.item_topic[j] and cat.position[i] // 3 == cat.position[j] // 3
+            if same:
+                assert name[i] == name[j]
+    episodes = {int(t.split(" ", 2)[1].rstrip(":")) for t in series["title"]}
+    assert episodes == {1, 2, 3}
+    a, b = generate_interactions(plain_cfg, seed=5), generate_interactions(series_cfg, seed=5)
+    assert (a["item"] == b["item"]).all()

@@ -228,7 +228,7 @@ def data_fingerprint(cfg: DatasetConfig) -> str:
         "filter": {k: v for k, v in vars(cfg.filter).items() if not (k == "drop_bad_rows" and not v)},
     }
     if cfg.source == "synthetic":
-        spec["synthetic"] = vars(cfg.synthetic)
+        spec["synthetic"] = {k: v for k, v in vars(cfg.synthetic).items() if not (k == "series" and not v)}
     if cfg.source == "local":
         for key, p in (("file", cfg.path), ("item_file", cfg.items.path)):
             if p and os.path.exists(p):

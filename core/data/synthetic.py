@@ -81,6 +81,13 @@ def generate_items(cfg: Synthetic, seed: int = 0) -> dict[str, list]:
         f"{w[0].capitalize()} {w[1]} {s} — a {topic_names[t]} {w[2]}"
         for w, s, t in zip(words.tolist(), shared.tolist(), cat.item_topic.tolist())
     ]
+    if cfg.series > 0:  # its own stream: the titles above stay what they were without series
+        srng = np.random.default_rng([seed, 3])
+        group = cat.position // cfg.series  # the series inside the topic
+        n_groups = int(group.max()) + 1
+        names = np.array(_words(srng, cfg.n_topics * n_groups)).reshape(cfg.n_topics, n_groups)
+        titles = [f"{names[t, g].capitalize()} {e + 1}: {title}" for title, t, g, e in
+                  zip(titles, cat.item_topic.tolist(), group.tolist(), (cat.position % cfg.series).tolist())]
     return {
         "item_id": [f"i{i}" for i in range(cfg.n_items)],
         "title": titles,
