@@ -28,6 +28,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'  # what bench/recbole.py needs to import RecBole
 	$(BIN)/padtui assets fetch
 	$(BIN)/python -m pytest -q -m slow
 	# every bench/*.py prints its table; quality.py reports the default and the authors' recipe on fresh seeds

@@ -43,7 +43,8 @@ PADTUI_BACKBONE = {"SASRec": "sasrec", "GRU4Rec": "gru4rec", "BERT4Rec": "bert4r
 
 
 def recbole_on_path() -> Path:
-    """Unpack the pinned RecBole wheel's `recbole/` package into the cache once; put it first on sys.path."""
+    """Unpack the pinned RecBole wheel's `recbole/` package into the cache once; put it first on sys.path (before
+    this script's own folder, where `recbole` would otherwise name this file)."""
     from core import assets
     from core.runs import cache_dir
 
