@@ -126,6 +126,36 @@ def verdict(results: dict, split: str = "test") -> list[str]:
     return lines
 
 
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def cost_line(results: dict, events: list[dict]) -> str:
+    """Wall time and peak RSS per stage (RSS as sampled at the logged training steps), the LLM embedding
+    on its own when this run computed it (it is part of stage 2's time)."""
+    rss: dict[str, float] = {}
+    embed_s = 0.0
+    for e in events:
+        if e.get("kind") == "step" and isinstance(e.get("rss_mb"), (int, float)):
+            rss[e["stage"]] = max(rss.get(e["stage"], 0.0), e["rss_mb"])
+            if e["stage"] == "embed" and e.get("items_per_s"):
+                embed_s = e.get("items_total", 0) / e["items_per_s"]
+    parts = []
+    total = 0.0
+    for stage, label in STAGE_ROWS:
+        r = results.get("stages", {}).get(stage)
+        if not r or not isinstance(r.get("seconds"), (int, float)):
+            continue
+        total += r["seconds"]
+        mem = f", RSS {rss[stage] / 1024:.1f} GB" if stage in rss else ""
+        extra = f" incl. embedding {_clock(embed_s)} (RSS {rss['embed'] / 1024:.1f} GB)" if (
+            stage == "align" and embed_s and "embed" in rss) else ""
+        parts.append(f"{stage} {_clock(r['seconds'])}{extra}{mem}")
+    return ("time — " + " · ".join(parts) + f" · stages total {_clock(total)}") if parts else ""
+
+
 def export(rows: list[tuple[str, list[str]]], fmt: str, caption: str = "") -> str:
     """The three-stage table as markdown, CSV or a LaTeX tabular (a paper's table in one command): `rows` are
     (label, one cell per (group, metric) in GROUPS × METRICS order)."""

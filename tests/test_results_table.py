@@ -31,3 +31,17 @@ def test_a_gain_says_so_and_a_tiny_cold_group_is_flagged():
 
 def test_no_baseline_no_words():
     assert verdict({"stages": {}}) == []
+
+
+def test_the_cost_line_gives_each_stage_its_time_and_peak_memory():
+    from padtui.results_table import cost_line
+
+    results = {"stages": {"pretrain": {"seconds": 754.2}, "align": {"seconds": 1800.0},
+                          "disentangle": {"seconds": 3725.0}}}
+    events = [{"kind": "step", "stage": "pretrain", "rss_mb": 700.0}, {"kind": "step", "stage": "pretrain", "rss_mb": 716.8},
+              {"kind": "step", "stage": "embed", "rss_mb": 1536.0, "items_total": 16859, "items_per_s": 20.0},
+              {"kind": "step", "stage": "align", "rss_mb": 1945.6}, {"kind": "eval", "stage": "disentangle"}]
+    line = cost_line(results, events)
+    assert line == ("time — pretrain 12:34, RSS 0.7 GB · align 30:00 incl. embedding 14:03 (RSS 1.5 GB), RSS 1.9 GB"
+                    " · disentangle 1:02:05 · stages total 1:44:39")
+    assert cost_line({"stages": {}}, []) == ""

@@ -61,7 +61,7 @@ def show_export(path: Path, fmt: str, split: str) -> int:
 
 
 def show_run(run: RunFolder, bins: bool = False) -> None:
-    from padtui.results_table import protocol_line, results_table, verdict
+    from padtui.results_table import cost_line, protocol_line, results_table, verdict
 
     results = run.results()
     status = run.status()
@@ -74,6 +74,9 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
     output.console.print(results_table(results))
     for line in verdict(results):
         output.console.print(line, markup=False)
+    cost = cost_line(results, run.events())
+    if cost:
+        output.console.print(cost, markup=False, style="dim")
     if bins:
         output.console.print(bins_table(results))
         stage3 = results.get("stages", {}).get("disentangle", {})
