@@ -179,3 +179,12 @@ def test_keys_typed_while_the_tui_starts_are_discarded():
             break
     os.waitpid(pid, 0)
     assert b"LEFT::END" in out, out
+
+
+def test_the_metric_panel_ignores_an_update_before_its_plots_exist():
+    """An event can reach the monitor before the panel composed its plots, or after a quit tore them down."""
+    from padtui.widgets.metric_panel import MetricPanel
+
+    state = RunState()
+    state.feed(demo_events())
+    MetricPanel().show(state)  # not mounted: nothing to draw on, and no NoMatches

@@ -18,10 +18,15 @@ class MetricPanel(Horizontal):
             yield PlotextPlot(id=f"metric-{group}", classes="metric-plot")
 
     def show(self, state: RunState) -> None:
+        # the plots exist only between compose and teardown: an update that arrives before (a very early
+        # event) or after (a quit while events stream in) has nothing to draw on
+        plots = {p.id: p for p in self.query(PlotextPlot)}
+        if any(f"metric-{group}" not in plots for group in GROUPS):
+            return
         offsets = state.offsets()
         started = [s for s in STAGES if state.stages[s].evals]
         for group in GROUPS:
-            plt = self.query_one(f"#metric-{group}", PlotextPlot).plt
+            plt = plots[f"metric-{group}"].plt
             plt.clear_figure()
             top = 0.0
             for metric, marker, color, short in SERIES:
@@ -37,4 +42,4 @@ class MetricPanel(Horizontal):
                 plt.xticks([offsets[s] + 1 for s in started], [SHORT[s] for s in started])
             else:
                 plt.xlim(0, 1)
-            self.query_one(f"#metric-{group}", PlotextPlot).refresh()
+            plots[f"metric-{group}"].refresh()
