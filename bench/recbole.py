@@ -49,14 +49,15 @@ def recbole_on_path() -> Path:
     from core.runs import cache_dir
 
     spec = assets.spec("ml-100k")  # the same wheel: recbole 1.2.1, sha256-pinned
-    target = cache_dir() / "bench" / f"recbole-{spec.version}"
+    target = cache_dir() / "bench" / f"recbole-{spec.version}-full"
     if not (target / "recbole" / "__init__.py").is_file():
         with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
             wheel = assets._pip_download(spec, Path(tmp))
             assets._verify(spec, wheel, assets._no_progress)
             staging = Path(tmp) / "unpacked"
             with zipfile.ZipFile(wheel) as zf:
-                members = [m for m in zf.namelist() if m.startswith("recbole/") and "/dataset_example/" not in m]
+                # with its ml-100k example: RecBole reads a dataset named "ml-100k" from there, whatever data_path
+                members = [m for m in zf.namelist() if m.startswith("recbole/")]
                 zf.extractall(staging, members)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(target, ignore_errors=True)
@@ -160,6 +161,12 @@ def main() -> int:
     data_path = assets.require("ml-100k").parent if assets.is_fetched("ml-100k") else assets.fetch("ml-100k").parent
     recbole_on_path()
     os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # RecBole's own checkpoints hold its config object
+    import numpy as np
+
+    # RecBole 1.2.1's compatibility shim re-creates np.float & co. from names NumPy 2 removed: give them back
+    for old, new in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+        if old not in np.__dict__:
+            setattr(np, old, new)
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"python {platform.python_version()}; RecBole 1.2.1; ML-100K leave-one-out, full ranking, history "
           f"not masked, max_len {args.max_len}, CE, lr {args.lr}, batch {args.batch_size}, seed {args.seed}, "
