@@ -167,6 +167,9 @@ class DisentangleConfig(StageConfig):
     # (core.models.text_knn), the last `knn_window` items' mean LLM vector against each item's
     experts: list[str] = field(default_factory=lambda: ["id", "aligned", "text"])
     knn_window: int = 3
+    # experts kept exactly as stages 1-2 left them (e.g. ["id", "aligned"]): stage 3 trains only the others and
+    # the gate, so a held-out gate stacks the earlier stages' models instead of re-training them
+    freeze: list[str] = field(default_factory=list)
     # weight of the experts' own L_rec (their mean) next to the mixed one; 0 = DESIGN: the mixed loss only
     expert_loss: float = 0.0
     # "train" = DESIGN: the gate learns with the experts on the training loss; "heldout": after training, the
@@ -561,6 +564,8 @@ def validate(cfg: RunConfig, where: str) -> None:
     dis = cfg.stages.disentangle
     if dis.n_bins < 2:
         bad("stages.disentangle.n_bins", "must be >= 2 (the last bin is the cold group).")
+    if any(e not in dis.experts for e in dis.freeze):
+        bad("stages.disentangle.freeze", f"names experts that are not in stages.disentangle.experts ({dis.experts}).")
     unknown = [e for e in dis.experts if e not in ("id", "aligned", "text", "knn")]
     if unknown or not dis.experts or len(set(dis.experts)) != len(dis.experts):
         bad("stages.disentangle.experts", "must be distinct names from 'id', 'aligned', 'text', 'knn'.")

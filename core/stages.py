@@ -72,6 +72,9 @@ def build_disentangle(ctx) -> Stage:
                                      build_backbone(bb))
         else:
             experts["knn"] = Expert(UnitLLMItems(LLMTable(ctx.llm_table())), RecentMean(dcfg.knn_window))
+    for name in dcfg.freeze:  # kept as the earlier stages trained them
+        for p in experts[name].parameters():
+            p.requires_grad_(False)
     gate = FrequencyGate(list(experts), ctx.data.n_bins, dcfg.frequency_aware, dcfg.gate_init_aligned)
     item_bin = torch.from_numpy(ctx.data.item_bin)
     model = SeqRecommender(experts, ctx.data.n_items, item_bin, gate)

@@ -254,3 +254,25 @@ def test_recent_mean_is_the_direction_of_the_last_items():
     assert torch.allclose(out[0, 1], torch.tensor([1.0, 0.0]))
     assert torch.allclose(out[0, 2], torch.tensor([1.0, 1.0]) / math.sqrt(2))
     assert torch.allclose(out[0, 3], torch.tensor([0.0, 1.0]))  # the item at position 1 left the window
+
+
+def test_frozen_experts_stay_as_the_earlier_stages_left_them(base, llm_dir, runs_dir):
+    """stages.disentangle.freeze: stage 3 trains only the other experts and the gate (stacking)."""
+    stacked = run(runs_dir, llm_dir, "method=design-stage3", "stages.align.epochs=2", "stages.disentangle.epochs=1",
+                  'stages.disentangle.freeze=["id", "aligned"]', reuse=base.path)
+    s1, s2, s3 = weights(stacked, "pretrain"), weights(stacked, "align"), weights(stacked, "disentangle")
+    for name, value in s1.items():
+        assert torch.equal(s3["experts.0." + name.split(".", 2)[2]], value), name
+    for name, value in s2.items():
+        assert torch.equal(s3["experts.1." + name.split(".", 2)[2]], value), name
+    trained = weights(base, "disentangle")  # without freeze the same run moves them
+    assert any(not torch.equal(trained[k], s3[k]) for k in s3 if k.startswith("experts.0."))
+    assert any(not torch.equal(trained[k], s3[k]) for k in s3 if k.startswith("experts.2."))
+
+
+def test_freeze_names_only_experts_in_the_mixture():
+    from core.config import load_run_config
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="stages.disentangle.freeze"):
+        load_run_config("demo", ['stages.disentangle.experts=["id", "text"]', 'stages.disentangle.freeze=["aligned"]'])
