@@ -59,7 +59,7 @@ def test_a_results_file_that_is_not_utf8_json_reads_as_empty(runs_dir):
     assert code == 0 and "Traceback" not in out + err
 
 
-def _try_lock(path: str, start: float, queue) -> None:
+def _try_lock(path: str, start: float, queue, everyone_tried) -> None:
     while time.time() < start:
         pass
     run = RunWriter(Path(path))
@@ -69,7 +69,7 @@ def _try_lock(path: str, start: float, queue) -> None:
         queue.put(0)
         return
     queue.put(1)
-    time.sleep(0.4)  # hold it while the others try
+    everyone_tried.wait(60)  # hold it until every other process has tried (however late a loaded machine starts it)
     run.release()
 
 
@@ -80,12 +80,13 @@ def test_the_run_lock_is_atomic_under_many_concurrent_tries_with_a_stale_pid(run
     ctx = multiprocessing.get_context("fork")
     for trial in range(20):
         run.pid_path.write_text(f"{dead.pid}\n")  # the state after any crash
-        queue = ctx.Queue()
+        queue, everyone_tried = ctx.Queue(), ctx.Event()
         start = time.time() + 0.2
-        procs = [ctx.Process(target=_try_lock, args=(str(run.path), start, queue)) for _ in range(10)]
+        procs = [ctx.Process(target=_try_lock, args=(str(run.path), start, queue, everyone_tried)) for _ in range(10)]
         for p in procs:
             p.start()
         got = [queue.get(timeout=30) for _ in procs]
+        everyone_tried.set()
         for p in procs:
             p.join(timeout=30)
         assert sum(got) == 1, f"trial {trial}: {sum(got)} processes got the lock"
