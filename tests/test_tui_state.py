@@ -188,3 +188,11 @@ def test_the_metric_panel_ignores_an_update_before_its_plots_exist():
     state = RunState()
     state.feed(demo_events())
     MetricPanel().show(state)  # not mounted: nothing to draw on, and no NoMatches
+
+
+def test_a_poll_that_lands_after_the_monitor_is_gone_is_dropped():
+    """The follower thread's last poll can reach the UI thread after a quit tore the monitor down."""
+    from padtui.screens.monitor import MonitorScreen
+    from test_tui_support import DEMO_RUN
+
+    MonitorScreen(DEMO_RUN).ingest({"events": demo_events(), "alive": False})  # never mounted: no NoMatches

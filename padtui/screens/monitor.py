@@ -153,6 +153,8 @@ class MonitorScreen(Screen):
     def ingest(self, update: dict) -> None:
         """Fold a poll's results into the state and redraw (UI thread)."""
         self._polling = False
+        if not self.query(LogTail):  # a poll that lands after the screen was torn down (a quit mid-read)
+            return
         self.state.feed(update.get("events", []))
         was_alive, self.alive = self.alive, update.get("alive", False)
         if was_alive != self.alive:
