@@ -133,8 +133,8 @@ def _clock(seconds: float) -> str:
 
 
 def cost_line(results: dict, events: list[dict]) -> str:
-    """Wall time and peak RSS per stage (RSS as sampled at the logged training steps), the LLM embedding
-    on its own when this run computed it (it is part of stage 2's time)."""
+    """Wall time and peak RSS per stage (RSS as sampled at the logged training steps), and the LLM embedding
+    next to stage 2 when this run computed it (it runs before stage 2's clock starts)."""
     rss: dict[str, float] = {}
     embed_s = 0.0
     for e in events:
@@ -150,10 +150,12 @@ def cost_line(results: dict, events: list[dict]) -> str:
             continue
         total += r["seconds"]
         mem = f", RSS {rss[stage] / 1024:.1f} GB" if stage in rss else ""
-        extra = f" incl. embedding {_clock(embed_s)} (RSS {rss['embed'] / 1024:.1f} GB)" if (
-            stage == "align" and embed_s and "embed" in rss) else ""
+        extra = ""
+        if stage == "align" and embed_s and "embed" in rss:  # the LLM table is built before stage 2's clock starts
+            extra = f" + embedding {_clock(embed_s)} (RSS {rss['embed'] / 1024:.1f} GB)"
+            total += embed_s
         parts.append(f"{stage} {_clock(r['seconds'])}{extra}{mem}")
-    return ("time — " + " · ".join(parts) + f" · stages total {_clock(total)}") if parts else ""
+    return ("time — " + " · ".join(parts) + f" · total {_clock(total)}") if parts else ""
 
 
 def export(rows: list[tuple[str, list[str]]], fmt: str, caption: str = "") -> str:

@@ -42,6 +42,6 @@ def test_the_cost_line_gives_each_stage_its_time_and_peak_memory():
               {"kind": "step", "stage": "embed", "rss_mb": 1536.0, "items_total": 16859, "items_per_s": 20.0},
               {"kind": "step", "stage": "align", "rss_mb": 1945.6}, {"kind": "eval", "stage": "disentangle"}]
     line = cost_line(results, events)
-    assert line == ("time — pretrain 12:34, RSS 0.7 GB · align 30:00 incl. embedding 14:03 (RSS 1.5 GB), RSS 1.9 GB"
-                    " · disentangle 1:02:05 · stages total 1:44:39")
+    assert line == ("time — pretrain 12:34, RSS 0.7 GB · align 30:00 + embedding 14:03 (RSS 1.5 GB), RSS 1.9 GB"
+                    " · disentangle 1:02:05 · total 1:58:42")
     assert cost_line({"stages": {}}, []) == ""
