@@ -278,7 +278,8 @@ class RunContext:
         if self.main:
             self.run.emit(kind, stage, **data)
             if self.cfg.train.log_with and (numbers := trackers.scalars(kind, stage, data)):
-                self.accelerator.log(*numbers[:1], step=numbers[1])
+                values, step = numbers
+                self.accelerator.log(values, step=step)
 
     def log(self, message: str) -> None:
         if self.main:
