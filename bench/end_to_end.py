@@ -28,6 +28,8 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
+    from core.runs import peak_resources
+
     runs_dir = Path(tempfile.mkdtemp(prefix="padtui-e2e-"))
     cmd = [sys.executable, "-m", "padtui", "run", args.preset, "--runs-dir", str(runs_dir)]
     for s in args.set:
@@ -44,13 +46,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}, python {platform.python_version()}")
     print(f"preset {args.preset} {' '.join(args.set)}  (run folder {run})")
-    peaks: dict[str, dict[str, float]] = {}  # per stage (and "embed"): the largest RSS / GPU memory its steps saw
-    for line in (run / "events.jsonl").read_text().splitlines():
-        event = json.loads(line)
-        for key in ("rss_mb", "gpu_mem_mb"):
-            if key in event:
-                slot = peaks.setdefault(event["stage"], {})
-                slot[key] = max(slot.get(key, 0.0), event[key])
+    peaks = peak_resources(json.loads(line) for line in (run / "events.jsonl").read_text().splitlines())
     print(f"{'stage':<12} {'seconds':>8} {'train s':>8} {'eval s':>7} {'epochs':>7} {'test NDCG@10':>13} {'cold':>7} "
           f"{'RSS MB':>7} {'GPU MB':>7}")
     if "embed" in peaks:

