@@ -163,6 +163,9 @@ class DisentangleConfig(StageConfig):
     n_bins: int = 10  # also defines the evaluation's frequency bins (cold = last bin)
     frequency_aware: bool = True
     gate_init_aligned: float = -4.0
+    # the kNN expert's gate logit in every bin at the start: off (σ(−4) ≈ 0.02) by default, since a gate trained
+    # on the training loss never turns it on (the ID expert memorised those items); a held-out re-fit may
+    gate_init_knn: float = -4.0
     # "id", "aligned", "text" (the paper's three); "knn": padtui's parameter-free text-kNN expert
     # (core.models.text_knn), the last `knn_window` items' mean LLM vector against each item's
     experts: list[str] = field(default_factory=lambda: ["id", "aligned", "text"])
@@ -174,8 +177,11 @@ class DisentangleConfig(StageConfig):
     expert_loss: float = 0.0
     # "train" = DESIGN: the gate learns with the experts on the training loss; "heldout": after training, the
     # gate alone (experts fixed) is re-fitted on the fit split (eval.fit_share of the validation users, never
-    # the users that select models or the test). The SR baseline gets the same kind of fit ("calibrated SR").
+    # the users that select models or the test), and kept only if a 2-fold cross-validation on that split says
+    # the re-fit ranks its held-out half better (NDCG@10) than the trained gate. The SR baseline gets the same
+    # kind of fit and the same check ("calibrated SR").
     gate_fit: Literal["train", "heldout"] = "train"
+    gate_fit_check: bool = True  # false: keep the re-fit without the 2-fold check
     gate_fit_steps: int = 300
     gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all; both capped so their cached scores stay under 2 GiB
     adapter_layers: int = 1
@@ -480,6 +486,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "stages.disentangle.gate_lr": (0, None, False, True),
     "stages.disentangle.n_bins": (2, None, True, True),
     "stages.disentangle.gate_init_aligned": (-50, 50, True, True),
+    "stages.disentangle.gate_init_knn": (-50, 50, True, True),
     "stages.disentangle.expert_loss": (0, None, True, True),
     "stages.disentangle.gate_fit_steps": (1, None, True, True),
     "stages.disentangle.gate_fit_users": (0, None, True, True),

@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from core.engine import AlignmentLoss, Stage
+from core.metrics import rank_metrics
 from core.models import build_backbone
 from core.models.items import AlignedItems, IDItems, LLMTable, TextItems
 from core.models.text_knn import RecentMean, UnitLLMItems
@@ -75,7 +76,8 @@ def build_disentangle(ctx) -> Stage:
     for name in dcfg.freeze:  # kept as the earlier stages trained them
         for p in experts[name].parameters():
             p.requires_grad_(False)
-    gate = FrequencyGate(list(experts), ctx.data.n_bins, dcfg.frequency_aware, dcfg.gate_init_aligned)
+    gate = FrequencyGate(list(experts), ctx.data.n_bins, dcfg.frequency_aware, dcfg.gate_init_aligned,
+                         dcfg.gate_init_knn)
     item_bin = torch.from_numpy(ctx.data.item_bin)
     model = SeqRecommender(experts, ctx.data.n_items, item_bin, gate)
     others = [p for n, p in model.named_parameters() if not n.startswith("gate.")]
@@ -94,15 +96,71 @@ def fit_users_cap(wanted: int, n_experts: int, n_items: int) -> int:
     return min(wanted or by_memory, by_memory)
 
 
-def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> list[float]:
+def heldout_scores(ctx, model: SeqRecommender, rows: torch.Tensor) -> list[tuple]:
+    """Every expert's scores of the given fit-split users, computed once: [(parts, target, drop)] per batch, where
+    `drop` marks what must not compete (padding, and the history when evaluation masks it)."""
+    ev, device, bs = ctx.eval_data("fit"), ctx.accelerator.device, ctx.cfg.eval.batch_size
+    model.eval()
+    batches = []
+    with torch.no_grad():
+        tables = [t.detach() for t in model.tables()]
+        for i in range(0, len(rows), bs):
+            take = rows[i:i + bs]
+            target = ev["target"][take].to(device)
+            states = model.user_states(ev["history"][take].to(device))
+            parts = [model.score(states, tables=tables, only=k).float() for k in range(len(model.names))]
+            drop = torch.zeros(len(target), model.n_items + 1, dtype=torch.bool, device=device)
+            if ctx.cfg.eval.mask_history:
+                drop.scatter_(1, ev["mask"][take].to(device), True)
+            drop[:, 0] = True
+            drop[torch.arange(len(target), device=device), target] = False
+            batches.append((parts, target, drop))
+    return batches
+
+
+def _fit(model: SeqRecommender, params: list[torch.Tensor], batches: list[tuple], steps: int) -> list[float]:
+    """Full-batch Adam on the cached scores' next-item loss (softmax over the catalogue); only `params` move."""
+    n = sum(len(target) for _, target, _ in batches)
+    optimizer = torch.optim.Adam(params, lr=0.05)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for parts, target, drop in batches:
+            scores = model.mix(parts, model.item_bin).masked_fill(drop, float("-inf"))
+            loss = F.cross_entropy(scores, target, reduction="sum") / n
+            loss.backward()
+            total += float(loss.detach())
+        losses.append(total)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return losses
+
+
+@torch.no_grad()
+def _ranking(model: SeqRecommender, batches: list[tuple], metric: str, ks: list[int]) -> float:
+    """The selection metric (e.g. NDCG@10) of the mixed scores on cached batches, ranked as evaluation ranks."""
+    ranks = []
+    for parts, target, drop in batches:
+        scores = model.mix(parts, model.item_bin).masked_fill(drop, float("-inf"))
+        ranks.append((scores >= scores.gather(1, target[:, None])).sum(1))  # 1 + others at or above: ties count against
+    return rank_metrics(torch.cat(ranks).cpu(), ks)[metric]
+
+
+def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> dict:
     """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over the catalogue,
     history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
-    in stacking. The experts' scores of at most `gate_fit_users` fit users (a fixed draw) are computed once;
-    each step only mixes them (`SeqRecommender.mix`), so a step costs an elementwise pass, not a forward pass.
-    Full-batch Adam, deterministic; every process computes the same thing from the same data, so the
-    parameters agree without communication. Returns the loss per step."""
+    in stacking. The likelihood is not the ranking at the top, and a small fit split has little to learn from,
+    so the re-fit is kept only when it earns its place: a 2-fold cross-validation on the fit split (fit on one
+    half of its users, rank the other half, both ways) must give a better selection metric than `params` as
+    they came; otherwise they are left as they came. Both folds and the final fit start from those values.
+
+    The experts' scores of at most `gate_fit_users` fit users (a fixed draw) are computed once; each step only
+    mixes them (`SeqRecommender.mix`), so a step costs an elementwise pass, not a forward pass. Full-batch Adam,
+    deterministic; every process computes the same thing from the same data, so the parameters agree without
+    communication. Returns the losses of the final fit (empty when it was not kept) and the check's numbers."""
     dcfg, ev = ctx.cfg.stages.disentangle, ctx.eval_data("fit")
-    device, bs = ctx.accelerator.device, ctx.cfg.eval.batch_size
+    metric, ks = ctx.cfg.eval.select_metric, ctx.cfg.eval.ks
     rows = torch.arange(len(ev["target"]))
     cap = fit_users_cap(dcfg.gate_fit_users, len(model.names), model.n_items)
     if cap < dcfg.gate_fit_users and len(rows) > cap:
@@ -110,41 +168,33 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> li
                 f"{FIT_CACHE_BYTES / 2**30:.0f} GiB ({model.n_items:,} items × {len(model.names)} experts)")
     if len(rows) > cap:
         rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[:cap]]
-    bins = model.item_bin
-    model.eval()
-    with torch.no_grad():
-        tables = [t.detach() for t in model.tables()]
-        batches = []
-        for i in range(0, len(rows), bs):
-            take = rows[i:i + bs]
-            target = ev["target"][take].to(device)
-            states = model.user_states(ev["history"][take].to(device))
-            parts = [model.score(states, tables=tables, only=k).float() for k in range(len(model.names))]
-            drop = torch.zeros(len(target), model.n_items + 1, dtype=torch.bool, device=device)
-            if ctx.cfg.eval.mask_history:  # items that must not compete: the history as evaluation masks it
-                drop.scatter_(1, ev["mask"][take].to(device), True)
-            drop[:, 0] = True
-            drop[torch.arange(len(target), device=device), target] = False
-            batches.append((parts, target, drop))
-    n = len(rows)
+    halves = heldout_scores(ctx, model, rows[0::2]), heldout_scores(ctx, model, rows[1::2])
+    return checked_fit(model, params, halves, dcfg.gate_fit_steps, metric, ks, dcfg.gate_fit_check)
 
-    def loss_and_grad() -> float:
-        total = 0.0
-        for parts, target, drop in batches:
-            scores = model.mix(parts, bins).masked_fill(drop, float("-inf"))
-            loss = F.cross_entropy(scores, target, reduction="sum") / n
-            loss.backward()
-            total += float(loss.detach())
-        return total
 
-    optimizer = torch.optim.Adam(params, lr=0.05)
-    losses = []
-    for _ in range(dcfg.gate_fit_steps):
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss_and_grad())
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return losses
+def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple[list, list], steps: int,
+                metric: str, ks: list[int], check: bool = True) -> dict:
+    """`_fit` on both halves' cached scores, kept only if fitting on one half and ranking the other (both ways)
+    beats `params` as they came on the selection metric (always kept when `check` is false)."""
+    every = halves[0] + halves[1]
+    start = [p.detach().clone() for p in params]
+    as_came = _ranking(model, every, metric, ks)
+    out = {"users": sum(len(t) for _, t, _ in every), f"{metric} as trained": round(as_came, 5)}
+    if check:
+        folds = []
+        for learn, judge in ((0, 1), (1, 0)):
+            _fit(model, params, halves[learn], steps)
+            folds.append((_ranking(model, halves[judge], metric, ks), sum(len(t) for _, t, _ in halves[judge])))
+            with torch.no_grad():
+                for p, value in zip(params, start):
+                    p.copy_(value)
+        out_of_fold = sum(value * n for value, n in folds) / max(1, sum(n for _, n in folds))
+        out[f"{metric} re-fit, out of fold"] = round(out_of_fold, 5)
+        out["kept"] = out_of_fold > as_came
+    else:
+        out["kept"] = True
+    out["losses"] = _fit(model, params, every, steps) if out["kept"] else []
+    return out
 
 
 def calibrated_baseline(ctx) -> dict:
@@ -158,24 +208,41 @@ def calibrated_baseline(ctx) -> dict:
     model.calibration = BinCalibration(ctx.data.n_bins).to(ctx.accelerator.device)
     model.register_buffer("item_bin", torch.from_numpy(ctx.data.item_bin).long().to(ctx.accelerator.device),
                           persistent=False)
-    losses = fit_on_heldout(ctx, model, list(model.calibration.parameters()))
+    fit = fit_on_heldout(ctx, model, list(model.calibration.parameters()))
     return {"valid": evaluate(ctx, model, eval_loader(ctx, "valid"))[0],
             "test": evaluate(ctx, model, eval_loader(ctx, "test"))[0],
-            "calibration": model.calibration.table(), "fit_loss": [round(losses[0], 5), round(losses[-1], 5)]}
+            "calibration": model.calibration.table(), "fit": _summary(fit)}
+
+
+def _summary(fit: dict) -> dict:
+    out = {k: v for k, v in fit.items() if k != "losses"}
+    if fit["losses"]:
+        out["loss"] = [round(fit["losses"][0], 5), round(fit["losses"][-1], 5)]
+    return out
+
+
+def _said(what: str, fit: dict, metric: str) -> str:
+    """The log line of a held-out fit's summary (`_summary`)."""
+    if f"{metric} re-fit, out of fold" not in fit:
+        check = f"{fit['users']} fit users, not checked (gate_fit_check = false)"
+    else:
+        check = (f"{metric} {fit[f'{metric} as trained']:.4f} as it came vs {fit[f'{metric} re-fit, out of fold']:.4f}"
+                 f" re-fit (2-fold, {fit['users']} fit users)")
+    if not fit["kept"]:
+        return f"{what}: not re-fitted on the fit split: {check}"
+    return f"{what}: re-fitted on the fit split: {check}; loss {fit['loss'][0]:.4f} → {fit['loss'][1]:.4f}"
 
 
 def fit_gate_on_heldout(ctx, model: SeqRecommender) -> dict:
     """After training, with the best weights loaded: re-fit the gate on the fit split, and fit the SR baseline's
     per-bin calibration on the same split for the comparison."""
     before = model.gate.table()
-    losses = fit_on_heldout(ctx, model, [model.gate.logits])
-    ctx.log(f"disentangle: gate re-fitted on the fit split ({len(losses)} steps): "
-            f"loss {losses[0]:.4f} → {losses[-1]:.4f}")
+    metric = ctx.cfg.eval.select_metric
+    fit = _summary(fit_on_heldout(ctx, model, [model.gate.logits]))
+    ctx.log(_said("disentangle: gate", fit, metric))
     calibrated = calibrated_baseline(ctx)
-    ctx.log(f"calibrated SR: per-bin scale and offset fitted on the fit split: loss {calibrated['fit_loss'][0]:.4f} "
-            f"→ {calibrated['fit_loss'][1]:.4f}")
-    return {"gate_trained": before, "gate_fit_loss": [round(losses[0], 5), round(losses[-1], 5)],
-            "calibrated_sr": calibrated}
+    ctx.log(_said("calibrated SR: per-bin scale and offset", calibrated["fit"], metric))
+    return {"gate_trained": before, "gate_fit": fit, "calibrated_sr": calibrated}
 
 
 BUILDERS = {"pretrain": build_pretrain, "align": build_align, "disentangle": build_disentangle}

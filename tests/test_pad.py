@@ -12,7 +12,10 @@ from safetensors.torch import load_file
 
 from conftest import TINY
 from core.losses import mk_mmd
-from core.models.scorer import FrequencyGate
+from torch import nn
+
+from core.models.scorer import Expert, FrequencyGate, SeqRecommender
+from core.stages import checked_fit
 from core.runs import RunFolder
 from padtui import cli
 from test_resume import tiny_llm
@@ -87,6 +90,62 @@ def test_one_shared_gate_without_frequency_awareness():
     w = gate.for_items(torch.arange(1, 11))
     assert gate.logits.shape == (3, 1) and torch.allclose(w, w[:, :1].expand_as(w))
     assert list(gate.table()) == ["all"]
+
+
+def test_the_knn_expert_starts_off_in_every_bin():
+    w = FrequencyGate(["id", "aligned", "text", "knn"], 10, knn=-4.0).weights()
+    assert (w[3, 1:] < 0.02).all()
+    assert FrequencyGate(["id", "knn"], 10, knn=0.0).logits[1].tolist() == [0.0] * 11
+
+
+# ─────────────────── the held-out re-fit and its 2-fold check ───────────────────
+
+N_ITEMS = 30
+
+
+def two_experts(id_logit: float, text_logit: float) -> SeqRecommender:
+    """A mixture whose experts' scores are given directly (only `mix` is used), the gate set by hand."""
+    experts = {name: Expert(nn.Identity(), nn.Identity()) for name in ("id", "text")}
+    bins = torch.tensor([0] + [1 + i % 2 for i in range(N_ITEMS)])
+    model = SeqRecommender(experts, N_ITEMS, bins, FrequencyGate(["id", "text"], 2))
+    with torch.no_grad():
+        model.gate.logits[0].fill_(id_logit)
+        model.gate.logits[1].fill_(text_logit)
+    return model
+
+
+def cached_half(good: str, users: int, seed: int) -> list[tuple]:
+    """One batch of cached scores: expert `good` puts every user's target on top, the other expert is noise."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(1, N_ITEMS + 1, (users,), generator=g)
+    sharp = 0.1 * torch.randn(users, N_ITEMS + 1, generator=g)
+    sharp[torch.arange(users), target] = 5.0
+    noise = torch.randn(users, N_ITEMS + 1, generator=g)
+    parts = [sharp, noise] if good == "id" else [noise, sharp]
+    drop = torch.zeros(users, N_ITEMS + 1, dtype=torch.bool)
+    drop[:, 0] = True
+    return [(parts, target, drop)]
+
+
+def test_a_refit_that_ranks_held_out_users_better_is_kept():
+    model = two_experts(4.0, -4.0)  # the gate trusts the noisy expert
+    halves = cached_half("text", 40, 1), cached_half("text", 40, 2)
+    fit = checked_fit(model, [model.gate.logits], halves, 60, "NDCG@10", [10])
+    assert fit["kept"] and fit["NDCG@10 re-fit, out of fold"] > fit["NDCG@10 as trained"] + 0.2
+    assert fit["losses"][-1] < fit["losses"][0]
+    assert (model.gate.weights()[1, 1:] > 0.3).all()  # from 0.0003: the good expert now counts in both bins
+
+
+def test_a_refit_that_cannot_beat_the_trained_gate_leaves_it_alone():
+    model = two_experts(4.0, -4.0)  # the gate already trusts the expert that ranks every target first
+    before = model.gate.logits.detach().clone()
+    halves = cached_half("id", 40, 1), cached_half("id", 40, 2)
+    fit = checked_fit(model, [model.gate.logits], halves, 60, "NDCG@10", [10])
+    assert fit["NDCG@10 as trained"] == 1.0 and not fit["kept"] and fit["losses"] == []
+    assert torch.equal(model.gate.logits.detach(), before)
+    unchecked = checked_fit(model, [model.gate.logits], halves, 60, "NDCG@10", [10], check=False)
+    assert unchecked["kept"] and "NDCG@10 re-fit, out of fold" not in unchecked
+    assert not torch.equal(model.gate.logits.detach(), before)
 
 
 # ───────────────────────────── runs ─────────────────────────────
@@ -179,9 +238,11 @@ def test_results_hold_three_stages_and_the_gate(base):
 
 def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, llm_dir, runs_dir, capsys):
     refit = run(runs_dir, llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=2",
-                "stages.disentangle.gate_fit=\"heldout\"", "stages.disentangle.gate_fit_steps=50", reuse=base.path)
+                "stages.disentangle.gate_fit=\"heldout\"", "stages.disentangle.gate_fit_steps=50",
+                "stages.disentangle.gate_fit_check=false", reuse=base.path)
     result = refit.results()["stages"]["disentangle"]
-    first, last = result["gate_fit_loss"]
+    assert result["gate_fit"]["kept"]
+    first, last = result["gate_fit"]["loss"]
     assert last < first
     assert result["gate"] != result["gate_trained"]
     # same training as the base run (same seed, same inputs): only the gate differs afterwards
@@ -196,10 +257,11 @@ def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, ll
     assert cli.main(["show", str(refit.path), "--bins"]) == 0
     out = capsys.readouterr().out
     assert "gate after training" in out and "gate re-fitted on the fit split" in out
+    assert "PAD's gate: re-fitted on" in out and "(not checked)" in out
     # the SR baseline got the same kind of held-out fit, and both sit in the results table with the text kNN
     calibrated = result["calibrated_sr"]
     assert set(calibrated["calibration"]) == {str(b) for b in range(1, 11)}
-    assert calibrated["fit_loss"][1] < calibrated["fit_loss"][0]
+    assert calibrated["fit"]["kept"] and calibrated["fit"]["loss"][1] < calibrated["fit"]["loss"][0]
     assert calibrated["test"]["overall"]["n"] == result["test"]["overall"]["n"]
     assert "calibrated SR" in out and "text kNN" in out and "SR calibration per bin" in out
     # each expert's own per-bin ranking is kept and printed next to the stages

@@ -35,7 +35,8 @@ class Expert(nn.Module):
 class FrequencyGate(nn.Module):
     """One learnable logit per expert per frequency bin (bin 0 = padding), DESIGN §3 initialisation."""
 
-    def __init__(self, experts: list[str], n_bins: int, frequency_aware: bool = True, gamma: float = -4.0):
+    def __init__(self, experts: list[str], n_bins: int, frequency_aware: bool = True, gamma: float = -4.0,
+                 knn: float = -4.0):
         super().__init__()
         self.experts = list(experts)
         self.frequency_aware = frequency_aware
@@ -44,7 +45,7 @@ class FrequencyGate(nn.Module):
             "id": torch.linspace(1.0, 0.0, n_bins + 1),
             "aligned": torch.linspace(gamma, gamma - 1.0, n_bins + 1),
             "text": torch.linspace(0.0, 1.0, n_bins + 1),
-            "knn": torch.linspace(0.0, 1.0, n_bins + 1),  # padtui's kNN expert starts like the text expert
+            "knn": torch.full((n_bins + 1,), float(knn)),  # padtui's kNN expert: off until a held-out fit turns it on
         }
         rows = [init[e] if frequency_aware else init[e].mean().reshape(1) for e in self.experts]
         assert all(len(r) == width for r in rows)

@@ -80,14 +80,34 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
     if bins:
         output.console.print(bins_table(results))
         stage3 = results.get("stages", {}).get("disentangle", {})
-        if stage3.get("gate_trained"):
+        refit = stage3.get("gate_fit", {})
+        if stage3.get("gate_trained") and refit.get("kept", True):
             output.console.print(gate_table(stage3["gate_trained"], "gate after training"))
         if stage3.get("gate"):
-            title = "gate re-fitted on the fit split" if stage3.get("gate_trained") else "final gate weights per bin"
+            title = "final gate weights per bin"
+            if stage3.get("gate_trained"):
+                title = ("gate re-fitted on the fit split" if refit.get("kept", True)
+                         else "gate after training (the re-fit on the fit split did not pass its check)")
             output.console.print(gate_table(stage3["gate"], title))
+        for what, fit in (("PAD's gate", refit), ("SR calibration", stage3.get("calibrated_sr", {}).get("fit", {}))):
+            if fit:
+                output.console.print(refit_line(what, fit), markup=False, style="dim")
         if stage3.get("calibrated_sr"):
-            output.console.print(gate_table(stage3["calibrated_sr"]["calibration"],
-                                     "SR calibration per bin"))
+            title = "SR calibration per bin" + ("" if stage3["calibrated_sr"].get("fit", {}).get("kept", True)
+                                                else " (not kept: none applied)")
+            output.console.print(gate_table(stage3["calibrated_sr"]["calibration"], title))
+
+
+def refit_line(what: str, fit: dict) -> str:
+    """One line on a held-out re-fit's 2-fold check: the metric as trained, the re-fit out of fold, the verdict."""
+    trained = next((v for k, v in fit.items() if k.endswith(" as trained")), None)
+    oof = next(((k, v) for k, v in fit.items() if k.endswith(", out of fold")), None)
+    if trained is None or oof is None:
+        return f"{what}: re-fitted on {fit.get('users', '?')} fit users (not checked)"
+    metric = oof[0].split(" ")[0]
+    verdict = "kept" if fit.get("kept") else "not kept"
+    return (f"{what}: {metric} {trained:.4f} as trained vs {oof[1]:.4f} re-fitted (2-fold on "
+            f"{fit.get('users', '?')} fit users) → re-fit {verdict}")
 
 
 def bins_table(results: dict) -> Table:
