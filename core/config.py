@@ -183,7 +183,7 @@ class DisentangleConfig(StageConfig):
     gate_fit: Literal["train", "heldout"] = "train"
     gate_fit_check: bool = True  # false: keep the re-fit without the 2-fold check
     gate_fit_steps: int = 300
-    gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all; both capped so their cached scores stay under 2 GiB
+    gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all
     adapter_layers: int = 1
     adapter_dropout: float = 0.2
 

@@ -86,19 +86,16 @@ def build_disentangle(ctx) -> Stage:
                  finish=fit_gate_on_heldout if dcfg.gate_fit == "heldout" else None)
 
 
-FIT_CACHE_BYTES = 2 * 2**30  # the held-out fit caches every expert's float32 scores of its users
-
-
-def fit_users_cap(wanted: int, n_experts: int, n_items: int) -> int:
-    """How many fit users the held-out fit takes: `gate_fit_users` (0 = all), fewer when their cached scores
-    would pass FIT_CACHE_BYTES (a 200,000-item catalogue), never fewer than 64."""
-    by_memory = max(64, FIT_CACHE_BYTES // (4 * n_experts * (n_items + 1)))
-    return min(wanted or by_memory, by_memory)
+FIT_CANDIDATES = 200  # per expert: the held-out fit ranks each user's target against every expert's top 200
 
 
 def heldout_scores(ctx, model: SeqRecommender, rows: torch.Tensor) -> list[tuple]:
-    """Every expert's scores of the given fit-split users, computed once: [(parts, target, drop)] per batch, where
-    `drop` marks what must not compete (padding, and the history when evaluation masks it)."""
+    """Every expert's scores of the given fit-split users on their *candidates*, computed once: the target, then
+    each expert's top FIT_CANDIDATES items (history masked as evaluation masks it). NDCG@10 is decided among the
+    items some expert ranks near the top, so the fit's softmax and ranking look there, not at the whole catalogue
+    (which also makes a fit step cost users × candidates, not users × catalogue). Returns per batch
+    (parts [B, C] per expert, target column [B] (always 0), drop [B, C] (repeats, padding), bins [B, C], items
+    [B, C])."""
     ev, device, bs = ctx.eval_data("fit"), ctx.accelerator.device, ctx.cfg.eval.batch_size
     model.eval()
     batches = []
@@ -108,26 +105,33 @@ def heldout_scores(ctx, model: SeqRecommender, rows: torch.Tensor) -> list[tuple
             take = rows[i:i + bs]
             target = ev["target"][take].to(device)
             states = model.user_states(ev["history"][take].to(device))
-            parts = [model.score(states, tables=tables, only=k).float() for k in range(len(model.names))]
+            full = [model.score(states, tables=tables, only=k).float() for k in range(len(model.names))]
             drop = torch.zeros(len(target), model.n_items + 1, dtype=torch.bool, device=device)
             if ctx.cfg.eval.mask_history:
                 drop.scatter_(1, ev["mask"][take].to(device), True)
             drop[:, 0] = True
             drop[torch.arange(len(target), device=device), target] = False
-            batches.append((parts, target, drop))
+            m = min(FIT_CANDIDATES, model.n_items)
+            top = [p.masked_fill(drop, float("-inf")).topk(m, dim=1).indices for p in full]
+            cand = torch.cat([target[:, None], *top], dim=1)
+            order = cand.sort(dim=1, stable=True)
+            repeat = torch.zeros_like(cand, dtype=torch.bool)  # a later copy of an item already listed
+            repeat.scatter_(1, order.indices[:, 1:], order.values[:, 1:] == order.values[:, :-1])
+            batches.append(([p.gather(1, cand) for p in full], torch.zeros_like(target),
+                            drop.gather(1, cand) | repeat, model.item_bin[cand], cand))
     return batches
 
 
 def _fit(model: SeqRecommender, params: list[torch.Tensor], batches: list[tuple], steps: int) -> list[float]:
     """Full-batch Adam on the cached scores' next-item loss (softmax over the catalogue); only `params` move."""
-    n = sum(len(target) for _, target, _ in batches)
+    n = sum(len(batch[1]) for batch in batches)
     optimizer = torch.optim.Adam(params, lr=0.05)
     losses = []
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for parts, target, drop in batches:
-            scores = model.mix(parts, model.item_bin).masked_fill(drop, float("-inf"))
+        for parts, target, drop, bins, _ in batches:
+            scores = model.mix(parts, bins).masked_fill(drop, float("-inf"))
             loss = F.cross_entropy(scores, target, reduction="sum") / n
             loss.backward()
             total += float(loss.detach())
@@ -141,8 +145,8 @@ def _fit(model: SeqRecommender, params: list[torch.Tensor], batches: list[tuple]
 def _ranking(model: SeqRecommender, batches: list[tuple], metric: str, ks: list[int]) -> float:
     """The selection metric (e.g. NDCG@10) of the mixed scores on cached batches, ranked as evaluation ranks."""
     ranks = []
-    for parts, target, drop in batches:
-        scores = model.mix(parts, model.item_bin).masked_fill(drop, float("-inf"))
+    for parts, target, drop, bins, _ in batches:
+        scores = model.mix(parts, bins).masked_fill(drop, float("-inf"))
         ranks.append((scores >= scores.gather(1, target[:, None])).sum(1))  # 1 + others at or above: ties count against
     return rank_metrics(torch.cat(ranks).cpu(), ks)[metric]
 
@@ -162,11 +166,8 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> di
     dcfg, ev = ctx.cfg.stages.disentangle, ctx.eval_data("fit")
     metric, ks = ctx.cfg.eval.select_metric, ctx.cfg.eval.ks
     rows = torch.arange(len(ev["target"]))
-    cap = fit_users_cap(dcfg.gate_fit_users, len(model.names), model.n_items)
-    if cap < dcfg.gate_fit_users and len(rows) > cap:
-        ctx.log(f"held-out fit: {cap} of the fit split's users, so that the experts' cached scores stay under "
-                f"{FIT_CACHE_BYTES / 2**30:.0f} GiB ({model.n_items:,} items × {len(model.names)} experts)")
-    if len(rows) > cap:
+    cap = dcfg.gate_fit_users
+    if cap and len(rows) > cap:
         rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[:cap]]
     halves = heldout_scores(ctx, model, rows[0::2]), heldout_scores(ctx, model, rows[1::2])
     return checked_fit(model, params, halves, dcfg.gate_fit_steps, metric, ks, dcfg.gate_fit_check)
@@ -179,12 +180,12 @@ def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple
     every = halves[0] + halves[1]
     start = [p.detach().clone() for p in params]
     as_came = _ranking(model, every, metric, ks)
-    out = {"users": sum(len(t) for _, t, _ in every), f"{metric} as trained": round(as_came, 5)}
+    out = {"users": sum(len(batch[1]) for batch in every), f"{metric} as trained": round(as_came, 5)}
     if check:
         folds = []
         for learn, judge in ((0, 1), (1, 0)):
             _fit(model, params, halves[learn], steps)
-            folds.append((_ranking(model, halves[judge], metric, ks), sum(len(t) for _, t, _ in halves[judge])))
+            folds.append((_ranking(model, halves[judge], metric, ks), sum(len(batch[1]) for batch in halves[judge])))
             with torch.no_grad():
                 for p, value in zip(params, start):
                     p.copy_(value)

@@ -228,3 +228,44 @@ def test_mixture_with_expert_loss_matches_the_per_expert_computation(tiny_cfg, t
     assert own[0].item() != pytest.approx(own[1].item())  # the experts differ, so a mix-up would show
     for a, b in zip(fast, slow):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_the_heldout_fit_caches_each_users_target_and_every_experts_top_items(tiny_cfg, tiny_data, monkeypatch):
+    """The held-out fit ranks the target among every expert's top FIT_CANDIDATES items (history masked), each
+    item once, with the experts' own scores at those items."""
+    from types import SimpleNamespace
+
+    from core import stages
+    from core.engine import eval_inputs
+    from core.models.scorer import FrequencyGate
+
+    monkeypatch.setattr(stages, "FIT_CANDIDATES", 12)
+    cfg, data = tiny_cfg(), tiny_data
+    torch.manual_seed(0)
+    experts = {name: Expert(IDItems(data.n_items, cfg.backbone.hidden_size), build_backbone(cfg.backbone))
+               for name in ("id", "text")}
+    model = SeqRecommender(experts, data.n_items, torch.from_numpy(data.item_bin),
+                           FrequencyGate(["id", "text"], cfg.stages.disentangle.n_bins))
+    fit = eval_inputs(data, cfg.backbone.max_len, "fit", 0.5)
+    ctx = SimpleNamespace(cfg=cfg, accelerator=SimpleNamespace(device=torch.device("cpu")), eval_data=lambda s: fit)
+    batches = stages.heldout_scores(ctx, model, torch.arange(len(fit["target"])))
+    parts = [torch.cat([b[0][k] for b in batches]) for k in range(2)]
+    target_col, drop, bins, items = (torch.cat([b[i] for b in batches]) for i in range(1, 5))
+    model.eval()
+    with torch.no_grad():
+        full = [model.score(model.user_states(fit["history"]), only=k) for k in range(2)]
+    assert items.shape == (len(fit["target"]), 1 + 2 * 12) and (target_col == 0).all()
+    assert torch.equal(items[:, 0], fit["target"]) and not drop[:, 0].any()
+    assert torch.equal(bins, model.item_bin[items])
+    for u in range(len(items)):
+        listed = items[u][~drop[u]].tolist()
+        assert len(listed) == len(set(listed)) == len(set(items[u].tolist()))  # every item once
+        history = set(fit["mask"][u].tolist()) - {0, int(fit["target"][u])}
+        assert not history & set(listed)  # masked as evaluation masks it
+        for k in range(2):
+            assert torch.allclose(parts[k][u], full[k][u, items[u]])
+            ranked = full[k][u].clone()
+            ranked[0] = float("-inf")
+            ranked[list(history)] = float("-inf")
+            top = set(ranked.topk(12).indices.tolist())
+            assert top <= set(listed)  # each expert's top items are all there

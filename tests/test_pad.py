@@ -124,7 +124,9 @@ def cached_half(good: str, users: int, seed: int) -> list[tuple]:
     parts = [sharp, noise] if good == "id" else [noise, sharp]
     drop = torch.zeros(users, N_ITEMS + 1, dtype=torch.bool)
     drop[:, 0] = True
-    return [(parts, target, drop)]
+    items = torch.arange(N_ITEMS + 1).expand(users, -1)  # every item a candidate
+    bins = torch.tensor([0] + [1 + i % 2 for i in range(N_ITEMS)]).expand(users, -1)
+    return [(parts, target, drop, bins, items)]
 
 
 def test_a_refit_that_ranks_held_out_users_better_is_kept():
