@@ -110,15 +110,34 @@ def main() -> int:
     split = "valid" if args.mode == "select" else "test"
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}, python {platform.python_version()}")
-    rows = []
+    rows, refits = [], []
     reference = args.reuse_from
     for preset in args.presets.split(","):
         group = run_group(preset, seeds, Path(args.runs_dir), args.reuse, reference, extra, tag)
         reference = reference or group
         _, summary = group_summary(group, seeds, split)  # only the seeds asked for: every row compares the same seeds
         rows.append((preset, summary))
+        refits.append((preset, refit_counts(group, seeds)))
     print_table(rows, split, seeds, args.mode, args.dataset)
+    lines = [f"  {preset}: PAD's gate re-fit kept in {gate}, the SR calibration in {sr}"
+             for preset, (gate, sr) in refits if gate or sr]
+    if lines:
+        print("\nheld-out re-fits that passed their 2-fold check on the fit split (of the seeds):", *lines, sep="\n")
     return 0
+
+
+def refit_counts(group: Path, seeds: list[int]) -> tuple[str, str]:
+    """'k/n' seeds whose held-out re-fit (PAD's gate, the SR calibration) was kept, '' when none was tried."""
+    from core.runs import RunFolder
+
+    gate, sr = [], []
+    for seed in seeds:
+        stage3 = RunFolder(group / f"seed-{seed}").results().get("stages", {}).get("disentangle", {})
+        if "gate_fit" in stage3:
+            gate.append(bool(stage3["gate_fit"].get("kept")))
+        if "fit" in stage3.get("calibrated_sr", {}):
+            sr.append(bool(stage3["calibrated_sr"]["fit"].get("kept")))
+    return tuple(f"{sum(k)}/{len(k)}" if k else "" for k in (gate, sr))
 
 
 def print_table(rows: list[tuple[str, dict]], split: str, seeds: list[int], mode: str, dataset: str) -> None:
