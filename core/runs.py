@@ -243,6 +243,22 @@ def peak_resources(events: Iterable[dict]) -> dict[str, dict[str, float]]:
     return peaks
 
 
+def refit_line(what: str, fit: dict) -> str:
+    """One line on a held-out re-fit as results.json keeps it (stage 3's `gate_fit`, `calibrated_sr.fit`): its
+    2-fold check (the selection metric as trained and re-fitted out of fold), whether it was kept, its loss."""
+    trained = next(((k.removesuffix(" as trained"), v) for k, v in fit.items() if k.endswith(" as trained")), None)
+    oof = next((v for k, v in fit.items() if k.endswith(", out of fold")), None)
+    users = fit.get("users", "?")
+    if trained is None or oof is None:
+        check = f"{users} fit users (not checked)"
+    else:
+        check = f"{trained[0]} {trained[1]:.4f} as trained vs {oof:.4f} re-fitted out of fold (2-fold, {users} fit users)"
+    if not fit.get("kept"):
+        return f"{what}: not re-fitted on the fit split: {check}"
+    loss = f"; loss {fit['loss'][0]:.4f} → {fit['loss'][1]:.4f}" if fit.get("loss") else ""
+    return f"{what}: re-fitted on the fit split: {check}{loss}"
+
+
 def iter_runs(runs_dir: Path) -> Iterator[RunFolder]:
     """Every run folder below runs_dir (seed groups are one level deeper), newest first."""
     runs_dir = Path(runs_dir)

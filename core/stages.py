@@ -13,6 +13,7 @@ from core.models import build_backbone
 from core.models.items import AlignedItems, IDItems, LLMTable, TextItems
 from core.models.text_knn import RecentMean, UnitLLMItems
 from core.models.scorer import BinCalibration, Expert, FrequencyGate, SeqRecommender
+from core.runs import refit_line
 
 
 def _groups(params, no_decay=(), no_decay_lr: float | None = None) -> list[dict]:
@@ -97,6 +98,7 @@ def heldout_scores(ctx, model: SeqRecommender, rows: torch.Tensor) -> list[tuple
     (parts [B, C] per expert, target column [B] (always 0), drop [B, C] (repeats, padding), bins [B, C], items
     [B, C])."""
     ev, device, bs = ctx.eval_data("fit"), ctx.accelerator.device, ctx.cfg.eval.batch_size
+    m = min(FIT_CANDIDATES, model.n_items)
     model.eval()
     batches = []
     with torch.no_grad():
@@ -111,7 +113,6 @@ def heldout_scores(ctx, model: SeqRecommender, rows: torch.Tensor) -> list[tuple
                 drop.scatter_(1, ev["mask"][take].to(device), True)
             drop[:, 0] = True
             drop[torch.arange(len(target), device=device), target] = False
-            m = min(FIT_CANDIDATES, model.n_items)
             top = [p.masked_fill(drop, float("-inf")).topk(m, dim=1).indices for p in full]
             cand = torch.cat([target[:, None], *top], dim=1)
             order = cand.sort(dim=1, stable=True)
@@ -122,9 +123,14 @@ def heldout_scores(ctx, model: SeqRecommender, rows: torch.Tensor) -> list[tuple
     return batches
 
 
+def _users(batches: list[tuple]) -> int:
+    return sum(len(batch[1]) for batch in batches)
+
+
 def _fit(model: SeqRecommender, params: list[torch.Tensor], batches: list[tuple], steps: int) -> list[float]:
-    """Full-batch Adam on the cached scores' next-item loss (softmax over the catalogue); only `params` move."""
-    n = sum(len(batch[1]) for batch in batches)
+    """Full-batch Adam on the cached scores' next-item loss (softmax over each user's candidates); only `params`
+    move."""
+    n = _users(batches)
     optimizer = torch.optim.Adam(params, lr=0.05)
     losses = []
     for _ in range(steps):
@@ -143,7 +149,8 @@ def _fit(model: SeqRecommender, params: list[torch.Tensor], batches: list[tuple]
 
 @torch.no_grad()
 def _ranking(model: SeqRecommender, batches: list[tuple], metric: str, ks: list[int]) -> float:
-    """The selection metric (e.g. NDCG@10) of the mixed scores on cached batches, ranked as evaluation ranks."""
+    """The selection metric (e.g. NDCG@10) of the mixed scores on cached batches: the target ranked among its
+    candidates, history masked and ties against it, as evaluation ranks."""
     ranks = []
     for parts, target, drop, bins, _ in batches:
         scores = model.mix(parts, bins).masked_fill(drop, float("-inf"))
@@ -152,8 +159,8 @@ def _ranking(model: SeqRecommender, batches: list[tuple], metric: str, ks: list[
 
 
 def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> dict:
-    """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over the catalogue,
-    history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
+    """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over each user's
+    candidates (`heldout_scores`), history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
     in stacking. The likelihood is not the ranking at the top, and a small fit split has little to learn from,
     so the re-fit is kept only when it earns its place: a 2-fold cross-validation on the fit split (fit on one
     half of its users, rank the other half, both ways) must give a better selection metric than `params` as
@@ -180,12 +187,12 @@ def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple
     every = halves[0] + halves[1]
     start = [p.detach().clone() for p in params]
     as_came = _ranking(model, every, metric, ks)
-    out = {"users": sum(len(batch[1]) for batch in every), f"{metric} as trained": round(as_came, 5)}
+    out = {"users": _users(every), f"{metric} as trained": round(as_came, 5)}
     if check:
         folds = []
         for learn, judge in ((0, 1), (1, 0)):
             _fit(model, params, halves[learn], steps)
-            folds.append((_ranking(model, halves[judge], metric, ks), sum(len(batch[1]) for batch in halves[judge])))
+            folds.append((_ranking(model, halves[judge], metric, ks), _users(halves[judge])))
             with torch.no_grad():
                 for p, value in zip(params, start):
                     p.copy_(value)
@@ -222,27 +229,14 @@ def _summary(fit: dict) -> dict:
     return out
 
 
-def _said(what: str, fit: dict, metric: str) -> str:
-    """The log line of a held-out fit's summary (`_summary`)."""
-    if f"{metric} re-fit, out of fold" not in fit:
-        check = f"{fit['users']} fit users, not checked (gate_fit_check = false)"
-    else:
-        check = (f"{metric} {fit[f'{metric} as trained']:.4f} as it came vs {fit[f'{metric} re-fit, out of fold']:.4f}"
-                 f" re-fit (2-fold, {fit['users']} fit users)")
-    if not fit["kept"]:
-        return f"{what}: not re-fitted on the fit split: {check}"
-    return f"{what}: re-fitted on the fit split: {check}; loss {fit['loss'][0]:.4f} → {fit['loss'][1]:.4f}"
-
-
 def fit_gate_on_heldout(ctx, model: SeqRecommender) -> dict:
     """After training, with the best weights loaded: re-fit the gate on the fit split, and fit the SR baseline's
     per-bin calibration on the same split for the comparison."""
     before = model.gate.table()
-    metric = ctx.cfg.eval.select_metric
     fit = _summary(fit_on_heldout(ctx, model, [model.gate.logits]))
-    ctx.log(_said("disentangle: gate", fit, metric))
+    ctx.log(refit_line("disentangle: gate", fit))
     calibrated = calibrated_baseline(ctx)
-    ctx.log(_said("calibrated SR: per-bin scale and offset", calibrated["fit"], metric))
+    ctx.log(refit_line("calibrated SR: per-bin scale and offset", calibrated["fit"]))
     return {"gate_trained": before, "gate_fit": fit, "calibrated_sr": calibrated}
 
 

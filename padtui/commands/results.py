@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.table import Table
 from core.config import STAGES
 from core.errors import InputError
-from core.runs import RunFolder, iter_runs
+from core.runs import RunFolder, iter_runs, refit_line
 from padtui import output
 from padtui.commands.common import find_run
 
@@ -96,18 +96,6 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
             title = "SR calibration per bin" + ("" if stage3["calibrated_sr"].get("fit", {}).get("kept", True)
                                                 else " (not kept: none applied)")
             output.console.print(gate_table(stage3["calibrated_sr"]["calibration"], title))
-
-
-def refit_line(what: str, fit: dict) -> str:
-    """One line on a held-out re-fit's 2-fold check: the metric as trained, the re-fit out of fold, the verdict."""
-    trained = next((v for k, v in fit.items() if k.endswith(" as trained")), None)
-    oof = next(((k, v) for k, v in fit.items() if k.endswith(", out of fold")), None)
-    if trained is None or oof is None:
-        return f"{what}: re-fitted on {fit.get('users', '?')} fit users (not checked)"
-    metric = oof[0].split(" ")[0]
-    verdict = "kept" if fit.get("kept") else "not kept"
-    return (f"{what}: {metric} {trained:.4f} as trained vs {oof[1]:.4f} re-fitted (2-fold on "
-            f"{fit.get('users', '?')} fit users) → re-fit {verdict}")
 
 
 def bins_table(results: dict) -> Table:
