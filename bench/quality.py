@@ -119,25 +119,25 @@ def main() -> int:
         rows.append((preset, summary))
         refits.append((preset, refit_counts(group, seeds)))
     print_table(rows, split, seeds, args.mode, args.dataset)
-    lines = [f"  {preset}: PAD's gate re-fit kept in {gate}, the SR calibration in {sr}"
-             for preset, (gate, sr) in refits if gate or sr]
+    lines = [f"  {preset}: PAD's gate {gate}; the SR calibration {sr}" for preset, (gate, sr) in refits if gate or sr]
     if lines:
-        print("\nheld-out re-fits that passed their 2-fold check on the fit split (of the seeds):", *lines, sep="\n")
+        print("\nheld-out re-fits: the step each seed's 2-fold check on the fit split took toward its re-fit "
+              "(0 = not kept):", *lines, sep="\n")
     return 0
 
 
 def refit_counts(group: Path, seeds: list[int]) -> tuple[str, str]:
-    """'k/n' seeds whose held-out re-fit (PAD's gate, the SR calibration) was kept, '' when none was tried."""
+    """Per seed, the step its held-out re-fit (PAD's gate, the SR calibration) took ('seed 1: 0.5, …'), '' when
+    none was tried."""
     from core.runs import RunFolder
 
     gate, sr = [], []
     for seed in seeds:
         stage3 = RunFolder(group / f"seed-{seed}").results().get("stages", {}).get("disentangle", {})
-        if "gate_fit" in stage3:
-            gate.append(bool(stage3["gate_fit"].get("kept")))
-        if "fit" in stage3.get("calibrated_sr", {}):
-            sr.append(bool(stage3["calibrated_sr"]["fit"].get("kept")))
-    return tuple(f"{sum(k)}/{len(k)}" if k else "" for k in (gate, sr))
+        for found, fit in ((gate, stage3.get("gate_fit")), (sr, stage3.get("calibrated_sr", {}).get("fit"))):
+            if fit:
+                found.append(f"seed {seed}: {fit.get('step', 1.0 if fit.get('kept') else 0.0):g}")
+    return ", ".join(gate), ", ".join(sr)
 
 
 def print_table(rows: list[tuple[str, dict]], split: str, seeds: list[int], mode: str, dataset: str) -> None:
@@ -164,4 +164,9 @@ def print_table(rows: list[tuple[str, dict]], split: str, seeds: list[int], mode
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core.errors import InputError
+
+    try:
+        sys.exit(main())
+    except InputError as e:  # a missing asset, a bad preset or --set: the message says how to fix it
+        sys.exit(f"error: {e}")

@@ -122,7 +122,7 @@ def run_padtui(model: str, args, workdir: Path) -> dict:
     from core.runs import RunFolder
 
     sets = [f"backbone={PADTUI_BACKBONE[model]}", f"backbone.max_len={args.max_len}", f"seed={args.seed}",
-            "eval.mask_history=false", "eval.fit_share=0", "eval.ks=[10]",
+            "eval.mask_history=false", "eval.fit_share=0", "stages.disentangle.gate_fit=\"train\"", "eval.ks=[10]",
             f"stages.pretrain.epochs={args.epochs}", f"stages.pretrain.patience={args.patience}",
             "stages.pretrain.loss=\"ce\"", f"stages.pretrain.lr={args.lr}",
             f"stages.pretrain.batch_size={args.batch_size}", "stages.pretrain.windows=\"sliding\"",

@@ -207,7 +207,7 @@ class StageModule(nn.Module):
         if own_too and self.loss == "ce":
             # each expert's [P, catalogue] scores are computed once and feed both its own loss and the mixture
             parts = [self.model.score(selected, tables=tables, only=k) for k in range(len(self.model.names))]
-            mixed = self.model.mix(parts, self.model.item_bin)
+            mixed = self.model.mix(self.model.log_probs(parts), self.model.item_bin)
             losses = {"rec": catalogue_ce(mixed, targets[pos])}
             own = [catalogue_ce(p, targets[pos]) for p in parts]
         else:
@@ -265,9 +265,11 @@ def evaluate(ctx, model: SeqRecommender, loader: DataLoader, only: int | None = 
         tables = model.tables()
         for history, mask, target in loader:
             state = model.user_states(history)
-            target_scores = model.score(state, target[:, None], tables=tables, only=only)[:, 0]
+            norms = model.norms(state, tables) if only is None else None  # once per batch, not per slice
+            target_scores = model.score(state, target[:, None], tables=tables, only=only, norms=norms)[:, 0]
             ranks = target_ranks(
-                lambda a, b: model.score(state, tables=tables, start=a, stop=b, only=only), target_scores, target,
+                lambda a, b: model.score(state, tables=tables, start=a, stop=b, only=only, norms=norms),
+                target_scores, target,
                 mask if ctx.cfg.eval.mask_history else None, model.n_items, ctx.cfg.eval.item_chunk,
             )
             ranks, bins = acc.gather_for_metrics((ranks, ctx.item_bin_dev[target]))

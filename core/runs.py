@@ -245,18 +245,26 @@ def peak_resources(events: Iterable[dict]) -> dict[str, dict[str, float]]:
 
 def refit_line(what: str, fit: dict) -> str:
     """One line on a held-out re-fit as results.json keeps it (stage 3's `gate_fit`, `calibrated_sr.fit`): its
-    2-fold check (the selection metric as trained and re-fitted out of fold), whether it was kept, its loss."""
+    2-fold check (the selection metric as trained, the whole re-fit and the step taken, out of fold), how far it
+    moved, its loss."""
     trained = next(((k.removesuffix(" as trained"), v) for k, v in fit.items() if k.endswith(" as trained")), None)
-    oof = next((v for k, v in fit.items() if k.endswith(", out of fold")), None)
-    users = fit.get("users", "?")
+    oof = next((v for k, v in fit.items() if k.endswith(" re-fit, out of fold")), None)
+    at_step = next((v for k, v in fit.items() if k.endswith(" at the step, out of fold")), None)
+    users, step = fit.get("users", "?"), fit.get("step", 1.0 if fit.get("kept") else 0.0)
     if trained is None or oof is None:
         check = f"{users} fit users (not checked)"
     else:
-        check = f"{trained[0]} {trained[1]:.4f} as trained vs {oof:.4f} re-fitted out of fold (2-fold, {users} fit users)"
+        check = f"{trained[0]} {trained[1]:.4f} as trained vs {oof:.4f} re-fitted"
+        if 0 < step < 1 and at_step is not None:
+            check += f", {at_step:.4f} at step {step:g}"
+        tolerance = fit.get("tolerance")
+        allowed = f", {tolerance:.0%} allowed" if tolerance else ""
+        check += f", out of fold (2-fold, {users} fit users{allowed})"
     if not fit.get("kept"):
         return f"{what}: not re-fitted on the fit split: {check}"
+    moved = "re-fitted on the fit split" if step >= 1 else f"moved {step:.0%} of the way to its re-fit on the fit split"
     loss = f"; loss {fit['loss'][0]:.4f} → {fit['loss'][1]:.4f}" if fit.get("loss") else ""
-    return f"{what}: re-fitted on the fit split: {check}{loss}"
+    return f"{what}: {moved}: {check}{loss}"
 
 
 def iter_runs(runs_dir: Path) -> Iterator[RunFolder]:

@@ -80,7 +80,7 @@ def build_disentangle(ctx) -> Stage:
     gate = FrequencyGate(list(experts), ctx.data.n_bins, dcfg.frequency_aware, dcfg.gate_init_aligned,
                          dcfg.gate_init_knn)
     item_bin = torch.from_numpy(ctx.data.item_bin)
-    model = SeqRecommender(experts, ctx.data.n_items, item_bin, gate)
+    model = SeqRecommender(experts, ctx.data.n_items, item_bin, gate, normalise=dcfg.mix == "logprob")
     others = [p for n, p in model.named_parameters() if not n.startswith("gate.")]
     return Stage("disentangle", model, _groups(others, [gate.logits], dcfg.gate_lr), dcfg,
                  extras=lambda m: {"gate": m.gate.table()}, expert_loss=dcfg.expert_loss,
@@ -107,7 +107,8 @@ def heldout_scores(ctx, model: SeqRecommender, rows: torch.Tensor) -> list[tuple
             take = rows[i:i + bs]
             target = ev["target"][take].to(device)
             states = model.user_states(ev["history"][take].to(device))
-            full = [model.score(states, tables=tables, only=k).float() for k in range(len(model.names))]
+            full = model.log_probs([model.score(states, tables=tables, only=k).float()
+                                    for k in range(len(model.names))])
             drop = torch.zeros(len(target), model.n_items + 1, dtype=torch.bool, device=device)
             if ctx.cfg.eval.mask_history:
                 drop.scatter_(1, ev["mask"][take].to(device), True)
@@ -162,9 +163,10 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> di
     """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over each user's
     candidates (`heldout_scores`), history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
     in stacking. The likelihood is not the ranking at the top, and a small fit split has little to learn from,
-    so the re-fit is kept only when it earns its place: a 2-fold cross-validation on the fit split (fit on one
-    half of its users, rank the other half, both ways) must give a better selection metric than `params` as
-    they came; otherwise they are left as they came. Both folds and the final fit start from those values.
+    so the re-fit is kept only as far as it earns its place: a 2-fold cross-validation on the fit split (fit on
+    one half of its users, rank the other half, both ways) picks the step toward it (`checked_fit`,
+    `gate_fit_tolerance`); step 0 leaves `params` as they came. Both folds and the final fit start from those
+    values.
 
     The experts' scores of at most `gate_fit_users` fit users (a fixed draw) are computed once; each step only
     mixes them (`SeqRecommender.mix`), so a step costs an elementwise pass, not a forward pass. Full-batch Adam,
@@ -177,31 +179,64 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> di
     if cap and len(rows) > cap:
         rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[:cap]]
     halves = heldout_scores(ctx, model, rows[0::2]), heldout_scores(ctx, model, rows[1::2])
-    return checked_fit(model, params, halves, dcfg.gate_fit_steps, metric, ks, dcfg.gate_fit_check)
+    return checked_fit(model, params, halves, dcfg.gate_fit_steps, metric, ks, dcfg.gate_fit_check,
+                       dcfg.gate_fit_tolerance)
+
+
+FIT_STEPS = tuple(i / 10 for i in range(11))  # how far the check may move from the trained values to the re-fit
+
+
+def _move(params: list[torch.Tensor], start: list[torch.Tensor], fitted: list[torch.Tensor], step: float) -> None:
+    with torch.no_grad():
+        for p, a, b in zip(params, start, fitted):
+            p.copy_(a + step * (b - a) if step else a)
+
+
+def choose_step(out_of_fold: list[float], tolerance: float) -> float:
+    """The largest step in FIT_STEPS whose out-of-fold metric beats (1 − tolerance) × step 0's (the trained
+    values); 0 when none does."""
+    bar = (1 - tolerance) * out_of_fold[0]
+    return max((s for s, value in zip(FIT_STEPS, out_of_fold) if s and value > bar), default=0.0)
 
 
 def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple[list, list], steps: int,
-                metric: str, ks: list[int], check: bool = True) -> dict:
-    """`_fit` on both halves' cached scores, kept only if fitting on one half and ranking the other (both ways)
-    beats `params` as they came on the selection metric (always kept when `check` is false)."""
+                metric: str, ks: list[int], check: bool = True, tolerance: float = 0.0) -> dict:
+    """`_fit` on both halves' cached scores, then decide how far to move `params` from their values as they came
+    toward the re-fit: the largest step s in FIT_STEPS (0, 0.1, …, 1) whose out-of-fold selection metric (fit on
+    one half, move by s, rank the other half; both ways) beats (1 − tolerance) × the metric as they came. With
+    tolerance 0 a step must rank better than the trained values; with 0.01 it may cost up to 1 % of the metric,
+    which buys the held-out fit's shift toward the tail (its likelihood is not the top-10 ranking, so the whole
+    re-fit can cost more). Step 0 leaves `params` bit-equal; without the check the whole re-fit is kept."""
     every = halves[0] + halves[1]
     start = [p.detach().clone() for p in params]
     as_came = _ranking(model, every, metric, ks)
     out = {"users": _users(every), f"{metric} as trained": round(as_came, 5)}
+    step = 1.0
     if check:
-        folds = []
+        sums, judged = [0.0] * len(FIT_STEPS), 0
         for learn, judge in ((0, 1), (1, 0)):
             _fit(model, params, halves[learn], steps)
-            folds.append((_ranking(model, halves[judge], metric, ks), _users(halves[judge])))
-            with torch.no_grad():
-                for p, value in zip(params, start):
-                    p.copy_(value)
-        out_of_fold = sum(value * n for value, n in folds) / max(1, sum(n for _, n in folds))
-        out[f"{metric} re-fit, out of fold"] = round(out_of_fold, 5)
-        out["kept"] = out_of_fold > as_came
+            fitted = [p.detach().clone() for p in params]
+            n = _users(halves[judge])
+            judged += n
+            for i, s in enumerate(FIT_STEPS):
+                _move(params, start, fitted, s)
+                sums[i] += _ranking(model, halves[judge], metric, ks) * n
+            _move(params, start, fitted, 0.0)
+        out_of_fold = [value / max(1, judged) for value in sums]
+        step = choose_step(out_of_fold, tolerance)
+        out[f"{metric} re-fit, out of fold"] = round(out_of_fold[-1], 5)
+        out[f"{metric} at the step, out of fold"] = round(out_of_fold[FIT_STEPS.index(step)], 5)
+        out["out of fold by step"] = {f"{s:g}": round(value, 5) for s, value in zip(FIT_STEPS, out_of_fold)}
+        out["tolerance"] = tolerance
+    out["step"] = step
+    out["kept"] = step > 0
+    if out["kept"]:
+        out["losses"] = _fit(model, params, every, steps)
+        if step < 1:
+            _move(params, start, [p.detach().clone() for p in params], step)
     else:
-        out["kept"] = True
-    out["losses"] = _fit(model, params, every, steps) if out["kept"] else []
+        out["losses"] = []
     return out
 
 

@@ -269,3 +269,40 @@ def test_the_heldout_fit_caches_each_users_target_and_every_experts_top_items(ti
             ranked[list(history)] = float("-inf")
             top = set(ranked.topk(12).indices.tolist())
             assert top <= set(listed)  # each expert's top items are all there
+
+
+def test_logprob_mixing_ignores_an_experts_per_user_offset_and_slices_agree(tiny_cfg, tiny_data):
+    """mix = "logprob": each expert's scores become log-probabilities before the gate mixes them, so adding a
+    per-user constant to one expert's scores changes nothing (with raw scores and per-bin weights it changes
+    the ranking across bins); scoring the catalogue in slices with `norms` gives the whole-catalogue scores."""
+    from core.models.scorer import FrequencyGate
+
+    cfg, data = tiny_cfg(), tiny_data
+    torch.manual_seed(0)
+    experts = {name: Expert(IDItems(data.n_items, cfg.backbone.hidden_size), build_backbone(cfg.backbone))
+               for name in ("id", "text")}
+    gate = FrequencyGate(["id", "text"], cfg.stages.disentangle.n_bins)
+    with torch.no_grad():
+        gate.logits.add_(3 * torch.randn_like(gate.logits))
+    bins = torch.from_numpy(data.item_bin)
+    model = SeqRecommender(experts, data.n_items, bins, gate, normalise=True).eval()
+    raw = SeqRecommender(experts, data.n_items, bins, gate).eval()
+    history = torch.from_numpy(training_windows(data, cfg.backbone.max_len, "last")[0][:8, 1:])
+    with torch.no_grad():
+        state = model.user_states(history)
+        parts = [model.score(state, only=k) for k in range(2)]
+        shifted = [parts[0] + 5 * torch.randn(len(parts[0]), 1), parts[1]]
+        a = model.mix(model.log_probs(parts), model.item_bin)[:, 1:]
+        b = model.mix(model.log_probs(shifted), model.item_bin)[:, 1:]
+        assert torch.allclose(a, b, atol=1e-4)
+        assert not torch.allclose(raw.mix(parts, raw.item_bin).argsort(1), raw.mix(shifted, raw.item_bin).argsort(1))
+        whole = model.score(state)
+        assert torch.allclose(whole[:, 1:], a, atol=1e-5)
+        norms = model.norms(state)
+        cut = data.n_items // 2
+        sliced = torch.cat([model.score(state, start=0, stop=cut, norms=norms),
+                            model.score(state, start=cut, norms=norms)], dim=1)
+        assert torch.allclose(sliced, whole, atol=1e-5)
+        some = torch.tensor([1, 3, cut])
+        assert torch.allclose(model.score(state, some), whole[:, some], atol=1e-5)
+        assert not torch.allclose(raw.score(state), whole)

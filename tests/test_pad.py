@@ -15,7 +15,7 @@ from core.losses import mk_mmd
 from torch import nn
 
 from core.models.scorer import Expert, FrequencyGate, SeqRecommender
-from core.stages import checked_fit
+from core.stages import checked_fit, choose_step
 from core.runs import RunFolder
 from padtui import cli
 from test_resume import tiny_llm
@@ -143,11 +143,33 @@ def test_a_refit_that_cannot_beat_the_trained_gate_leaves_it_alone():
     before = model.gate.logits.detach().clone()
     halves = cached_half("id", 40, 1), cached_half("id", 40, 2)
     fit = checked_fit(model, [model.gate.logits], halves, 60, "NDCG@10", [10])
-    assert fit["NDCG@10 as trained"] == 1.0 and not fit["kept"] and fit["losses"] == []
+    assert fit["NDCG@10 as trained"] == 1.0 and not fit["kept"] and fit["step"] == 0 and fit["losses"] == []
     assert torch.equal(model.gate.logits.detach(), before)
     unchecked = checked_fit(model, [model.gate.logits], halves, 60, "NDCG@10", [10], check=False)
     assert unchecked["kept"] and "NDCG@10 re-fit, out of fold" not in unchecked
     assert not torch.equal(model.gate.logits.detach(), before)
+
+
+def test_the_check_takes_the_largest_step_within_its_tolerance():
+    # out of fold at steps 0, 0.1, ..., 1: the whole re-fit costs 7 %, half of it 0.4 %
+    by_step = [0.0750, 0.0749, 0.0756, 0.0751, 0.0743, 0.0747, 0.0742, 0.0732, 0.0736, 0.0720, 0.0695]
+    assert choose_step(by_step, 0.01) == 0.5
+    assert choose_step(by_step, 0.0) == 0.3  # must rank better than the trained gate
+    assert choose_step(by_step, 0.1) == 1.0
+    assert choose_step([0.1] + [0.09] * 10, 0.01) == 0.0  # every step costs more: the trained gate stays
+
+
+def test_the_gate_ends_at_the_chosen_step_between_trained_and_refitted():
+    halves = cached_half("text", 40, 1), cached_half("text", 40, 2)
+    whole = two_experts(4.0, -4.0)
+    checked_fit(whole, [whole.gate.logits], halves, 60, "NDCG@10", [10], check=False)
+    model = two_experts(4.0, -4.0)
+    start = model.gate.logits.detach().clone()
+    fit = checked_fit(model, [model.gate.logits], halves, 60, "NDCG@10", [10], tolerance=0.0)
+    step = fit["step"]
+    assert 0 < step <= 1 and fit["out of fold by step"]["0"] == fit["NDCG@10 as trained"]
+    expected = start + step * (whole.gate.logits.detach() - start)
+    assert torch.allclose(model.gate.logits.detach(), expected, atol=1e-6)
 
 
 # ───────────────────────────── runs ─────────────────────────────
@@ -269,6 +291,17 @@ def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, ll
     # each expert's own per-bin ranking is kept and printed next to the stages
     assert set(result["experts_test"]) == {"id", "aligned", "text"}
     assert "experts, each ranking alone" in out
+
+
+def test_a_checked_held_out_gate_is_checked_step_by_step(base, llm_dir, runs_dir):
+    checked = run(runs_dir, llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=2",
+                  "stages.disentangle.gate_fit=\"heldout\"", "stages.disentangle.gate_fit_steps=50", reuse=base.path)
+    fit = checked.results()["stages"]["disentangle"]["gate_fit"]
+    by_step = fit["out of fold by step"]
+    assert list(by_step) == ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+    assert by_step["0"] == fit["NDCG@10 as trained"] and fit["tolerance"] == 0.01
+    # the step taken is the largest within 1 % of the trained gate, out of fold
+    assert fit["step"] == choose_step(list(by_step.values()), 0.01) and fit["kept"] == (fit["step"] > 0)
 
 
 def test_expert_loss_is_logged_as_its_own_component(base, llm_dir, runs_dir):

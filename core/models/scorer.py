@@ -3,6 +3,9 @@
 An `Expert` is (item encoder, backbone): s_k(u, i) = ⟨f_k(seq), e^k_i⟩. A `SeqRecommender` holds one expert
 (stages 1 and 2) or several mixed by a `FrequencyGate` (stage 3):
     s(u, i) = Σ_k w_k(bin(i)) · s_k(u, i),   w_k(b) = σ(a_k[b]) / Σ_j σ(a_j[b]).
+With `normalise` (padtui's `mix = "logprob"`, not DESIGN's) each expert's scores are first made log-probabilities
+over the catalogue, s_k − logsumexp_j s_k(u, j): a dot-product score carries a per-user offset that the softmax
+ignores and no loss pins down, and bin-dependent weights would turn that offset into a per-user, per-bin shift.
 States are always a tuple with one tensor per expert, so losses and metrics need no special case.
 """
 
@@ -91,10 +94,17 @@ class BinCalibration(nn.Module):
                 for b in range(1, len(self.offset))}
 
 
+def log_norm(scores: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the real items (column 0 is padding) of whole-catalogue scores [P, n_items + 1] → [P]."""
+    return torch.logsumexp(scores[:, 1:].float(), dim=1).to(scores.dtype)
+
+
 class SeqRecommender(nn.Module):
     def __init__(self, experts: dict[str, Expert], n_items: int, item_bin: torch.Tensor | None = None,
-                 gate: FrequencyGate | None = None, calibration: BinCalibration | None = None):
+                 gate: FrequencyGate | None = None, calibration: BinCalibration | None = None,
+                 normalise: bool = False):
         super().__init__()
+        self.normalise = normalise and gate is not None
         self.names = list(experts)
         self.experts = nn.ModuleList(experts.values())
         self.n_items = n_items
@@ -132,11 +142,13 @@ class SeqRecommender(nn.Module):
         return [e.items.table() for e in self.experts]
 
     def score(self, state: State, items: torch.Tensor | None = None, tables: list[torch.Tensor] | None = None,
-              start: int = 0, stop: int | None = None, only: int | None = None) -> torch.Tensor:
+              start: int = 0, stop: int | None = None, only: int | None = None,
+              norms: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Scores of users (state rows [P]) against:
         items=None → the catalogue slice [start, stop) (all items by default) → [P, stop-start];
         items [M] → items shared by all rows → [P, M];  items [P, M] → per-row items → [P, M].
-        only=k: expert k's own scores, no gate and no calibration."""
+        only=k: expert k's own scores, no gate and no calibration. `norms`: `self.norms(state)`, computed once
+        by a caller that scores the catalogue in slices (only read when `normalise`)."""
         parts = []
         for k, h in enumerate(state):
             if only is not None and k != only:
@@ -153,12 +165,29 @@ class SeqRecommender(nn.Module):
                 parts.append(torch.einsum("pd,pmd->pm", h, vectors))
         if only is not None or (self.gate is None and self.calibration is None):
             return parts[0]  # `only`: the expert's own raw scores, no gate, no calibration
+        whole = items is None and start == 0 and stop is None
+        if self.normalise:
+            if norms is None:
+                norms = [log_norm(p) for p in parts] if whole else self.norms(state, tables)
+            parts = [p - n[:, None] for p, n in zip(parts, norms)]
         if items is None:
             stop = self.n_items + 1 if stop is None else stop
             bins = self.item_bin[start:stop]
         else:
             bins = self.item_bin[items]
         return self.mix(parts, bins)
+
+    def norms(self, state: State, tables: list[torch.Tensor] | None = None) -> list[torch.Tensor] | None:
+        """Per expert, logsumexp over the catalogue (padding excluded) of each user's scores [P]; None when the
+        model does not normalise."""
+        if not self.normalise:
+            return None
+        return [log_norm(self.score(state, tables=tables, only=k)) for k in range(len(self.names))]
+
+    def log_probs(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Whole-catalogue expert scores [P, n_items + 1] as the mixture sees them (log-probabilities when
+        `normalise`)."""
+        return [p - log_norm(p)[:, None] for p in parts] if self.normalise else parts
 
     def mix(self, parts: list[torch.Tensor], bins: torch.Tensor) -> torch.Tensor:
         """The experts' scores [P, M] (one per expert) → the final score: gated by the scored items' bins [M] or

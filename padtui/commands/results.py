@@ -86,7 +86,9 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
         if stage3.get("gate"):
             title = "final gate weights per bin"
             if stage3.get("gate_trained"):
-                title = ("gate re-fitted on the fit split" if refit.get("kept", True)
+                step = refit.get("step", 1.0 if refit.get("kept", True) else 0.0)
+                title = ("gate re-fitted on the fit split" if step >= 1
+                         else f"gate moved {step:.0%} of the way to its re-fit on the fit split" if step > 0
                          else "gate after training (the re-fit on the fit split did not pass its check)")
             output.console.print(gate_table(stage3["gate"], title))
         for what, fit in (("PAD's gate", refit), ("SR calibration", stage3.get("calibrated_sr", {}).get("fit", {}))):
