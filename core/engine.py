@@ -515,16 +515,17 @@ def train_stage(ctx, stage: Stage) -> dict:
     valid = state.get("best_valid") or evaluate(ctx, model, valid_loader)[0]
     test_loader = eval_loader(ctx, "test")
     test, test_seconds = evaluate(ctx, model, test_loader)
-    # a mixture's experts ranked each on its own: how much of the tail each one keeps
-    experts = {name: evaluate(ctx, model, test_loader, only=k)[0] for k, name in enumerate(model.names)
-               } if len(model.names) > 1 else {}
+    # a mixture's experts ranked each on its own, on both splits: how much of the tail each one keeps (valid is
+    # what a choice may look at)
+    experts = {split: {name: evaluate(ctx, model, loader, only=k)[0] for k, name in enumerate(model.names)}
+               for split, loader in (("valid", valid_loader), ("test", test_loader))} if len(model.names) > 1 else {}
     result = {
         "valid": valid, "test": test, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         "seconds": time.perf_counter() - stage_t0, "train_seconds": state["train_seconds"],
         "eval_seconds": state["eval_seconds"] + test_seconds, "stopped_early": stopped_early or state["bad_epochs"] >= cfg.patience,
     }
-    if experts:
-        result["experts_test"] = experts
+    for split, ranked in experts.items():
+        result[f"experts_{split}"] = ranked
     if stage.extras:
         result.update(stage.extras(model))
     result.update(state.get("finished") or {})

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=8)
     s.add_argument("--format", choices=["markdown", "csv", "latex"],
                    help="print the results table as markdown / CSV / a LaTeX tabular instead")
-    s.add_argument("--split", choices=["test", "valid"], default="test", help="with --format: which split")
+    s.add_argument("--split", choices=["test", "valid"], default="test", help="which split every table shows (valid: the users that select models, for choosing)")
     s.set_defaults(func=cmd_show)
 
     ls = sub.add_parser("runs", help="list runs with status and headline metrics")

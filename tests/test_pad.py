@@ -289,8 +289,23 @@ def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, ll
     assert calibrated["test"]["overall"]["n"] == result["test"]["overall"]["n"]
     assert "calibrated SR" in out and "text kNN" in out and "SR calibration per bin" in out
     # each expert's own per-bin ranking is kept and printed next to the stages
-    assert set(result["experts_test"]) == {"id", "aligned", "text"}
+    assert set(result["experts_test"]) == set(result["experts_valid"]) == {"id", "aligned", "text"}
     assert "experts, each ranking alone" in out
+    assert "test NDCG@10 per frequency bin" in out
+
+
+def test_show_split_valid_shows_validation_everywhere(base, capsys):
+    """Choosing looks at validation only: `padtui show RUN --bins --split valid` prints no test number."""
+    results = base.results()
+    capsys.readouterr()
+    assert cli.main(["show", str(base.path), "--bins", "--split", "valid"]) == 0
+    out = capsys.readouterr().out
+    assert "valid NDCG@10 per frequency bin" in out and "test NDCG@10" not in out
+    stage3 = results["stages"]["disentangle"]
+    for name, m in stage3["experts_valid"].items():
+        assert f"{m['cold']['NDCG@10']:.4f}" in out, name
+    assert f"{results['stages']['pretrain']['valid']['overall']['NDCG@10']:.4f}" in out
+    assert f"{results['text_knn']['valid']['cold']['NDCG@10']:.4f}" in out
 
 
 def test_a_checked_held_out_gate_is_checked_step_by_step(base, llm_dir, runs_dir):

@@ -20,7 +20,7 @@ def cmd_show(args) -> int:
     if args.format:
         return show_export(path, args.format, args.split)
     if (path / "group.json").is_file():
-        show_group(path)
+        show_group(path, args.split)
         return 0
     run = RunFolder.open(path)
     if args.neighbors:
@@ -35,7 +35,7 @@ def cmd_show(args) -> int:
                 table.add_row(str(i), text, f"{sim:.3f}")
             output.console.print(table)
         return 0
-    show_run(run, bins=args.bins)
+    show_run(run, bins=args.bins, split=args.split)
     return 0
 
 
@@ -60,7 +60,7 @@ def show_export(path: Path, fmt: str, split: str) -> int:
     return 0
 
 
-def show_run(run: RunFolder, bins: bool = False) -> None:
+def show_run(run: RunFolder, bins: bool = False, split: str = "test") -> None:
     from padtui.results_table import cost_line, protocol_line, results_table, verdict
 
     results = run.results()
@@ -71,14 +71,14 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
         return
     output.console.print(f"[bold]{run.path}[/]  ({status})")
     output.console.print(protocol_line(results))
-    output.console.print(results_table(results))
-    for line in verdict(results):
+    output.console.print(results_table(results, split))
+    for line in verdict(results, split):
         output.console.print(line, markup=False)
     cost = cost_line(results, run.events())
     if cost:
         output.console.print(cost, markup=False, style="dim")
     if bins:
-        output.console.print(bins_table(results))
+        output.console.print(bins_table(results, split))
         stage3 = results.get("stages", {}).get("disentangle", {})
         refit = stage3.get("gate_fit", {})
         if stage3.get("gate_trained") and refit.get("kept", True):
@@ -100,22 +100,23 @@ def show_run(run: RunFolder, bins: bool = False) -> None:
             output.console.print(gate_table(stage3["calibrated_sr"]["calibration"], title))
 
 
-def bins_table(results: dict) -> Table:
+def bins_table(results: dict, split: str = "test") -> Table:
     """Rows = frequency bins; columns = stages, then stage 3's experts each ranking on its own and the
-    training-free text kNN: how much tail signal the LLM carries and how much of it each expert keeps."""
+    training-free text kNN: how much tail signal the LLM carries and how much of it each expert keeps. A run
+    from before experts were ranked on validation has no expert columns on `valid`."""
     from rich import box
 
     short = {"pretrain": "SR", "align": "aligned", "disentangle": "PAD"}
     stages = [s for s in STAGES if s in results.get("stages", {})]
-    first = results["stages"][stages[0]]["test"]
-    columns = [(short[s], results["stages"][s]["test"]) for s in stages]
-    experts = results["stages"].get("disentangle", {}).get("experts_test", {})
+    first = results["stages"][stages[0]][split]
+    columns = [(short[s], results["stages"][s][split]) for s in stages]
+    experts = results["stages"].get("disentangle", {}).get(f"experts_{split}", {})
     columns += [(name[:5], m) for name, m in experts.items()]
     if results.get("text_knn"):
-        columns.append(("kNN", results["text_knn"]["test"]))
+        columns.append(("kNN", results["text_knn"][split]))
     caption = ("id / align / text / knn: stage 3's experts, each ranking alone; kNN: the text kNN (no training)"
                if experts else "kNN: the text kNN (no training)" if results.get("text_knn") else None)
-    table = Table(title="test NDCG@10 per frequency bin (1 = most popular, last = cold)", title_justify="left",
+    table = Table(title=f"{split} NDCG@10 per frequency bin (1 = most popular, last = cold)", title_justify="left",
                   caption=caption, caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("bin")
     table.add_column("users", justify="right")
@@ -165,12 +166,12 @@ def group_summary(path: Path, seeds: list[int] | None = None, split: str = "test
     return found, out
 
 
-def show_group(path: Path) -> None:
-    seeds, summary = group_summary(path)
+def show_group(path: Path, split: str = "test") -> None:
+    seeds, summary = group_summary(path, split=split)
     if not seeds:
         output.console.print(f"{path}: no finished seeds yet.")
         return
-    output.console.print(f"[bold]{path}[/]  seeds: {', '.join(seeds)}  (test, mean ± std)")
+    output.console.print(f"[bold]{path}[/]  seeds: {', '.join(seeds)}  ({split}, mean ± std)")
     first = RunFolder(next(iter(sorted(path.glob("seed-*")))))
     from padtui.results_table import protocol_line
 
