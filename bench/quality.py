@@ -155,12 +155,16 @@ def print_table(rows: list[tuple[str, dict]], split: str, seeds: list[int], mode
             print(f"{preset:<28} {label:<14} {o[0]:>11.4f} ± {o[1]:.4f} {c[0]:>11.4f} ± {c[1]:.4f} {ro:>13.3f} {rc:>10.3f}")
             if label == "PAD":
                 knn = summary.get("text kNN", {}).get("cold", {}).get("NDCG@10", (float("nan"),))[0]
-                verdicts.append((preset, ro >= 0.99 and rc >= 1.10, ro, rc, c[0] >= knn and ro >= 1.0, c[0], knn))
+                ok = ro >= 0.99 and rc >= 1.10
+                # the goal lies beyond the bar: it is met only on top of a passed bar
+                verdicts.append((preset, ok, ro, rc, ok and c[0] >= knn and ro >= 1.0, c[0], knn))
     if mode == "report":
-        print("\nquality bar (PAD cold ≥ 1.10 × stage 1, overall ≥ 0.99 × stage 1; goal: cold ≥ text kNN, overall ≥ 1.00 ×):")
+        print("\nquality bar (PAD cold ≥ 1.10 × stage 1, overall ≥ 0.99 × stage 1); goal beyond it: "
+              "cold ≥ text kNN and overall ≥ 1.00 × stage 1:")
         for preset, ok, ro, rc, goal, cold, knn in verdicts:
             print(f"  {'PASS' if ok else 'MISS'}  {preset}: overall ×{ro:.3f}, cold ×{rc:.3f}; "
-                  f"goal {'met' if goal else 'not met'} (PAD cold {cold:.4f}, text kNN {knn:.4f})")
+                  f"goal {'met' if goal else 'not met'} (PAD cold {cold:.4f}, text kNN {knn:.4f}"
+                  f"{'' if ok else '; the bar comes first'})")
 
 
 if __name__ == "__main__":

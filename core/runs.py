@@ -77,6 +77,15 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def seed_folders(group: Path) -> list[Path]:
+    """A group's seed-N folders in seed order (seed-6 before seed-10); a folder named otherwise sorts last."""
+    def key(p: Path) -> tuple[int, str]:
+        tail = p.name.split("-", 1)[1]
+        return (int(tail), "") if tail.isdigit() else (1 << 62, p.name)
+
+    return sorted((p for p in Path(group).glob("seed-*") if p.is_dir()), key=key)
+
+
 @dataclass
 class RunFolder:
     path: Path

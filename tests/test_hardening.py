@@ -504,3 +504,16 @@ def test_show_exports_the_table_as_markdown_csv_and_latex(runs_dir):
         finished_run(group, f"seed-{seed}")
     code, out, err = invoke("show", str(group), "--format", "markdown")
     assert code == 0 and "0.2500 ± 0.0000" in out and "seed-1, seed-2" in out
+
+
+def test_a_group_lists_and_resumes_its_seeds_in_seed_order(runs_dir):
+    from core.runs import seed_folders
+
+    group = runs_dir / "g"
+    group.mkdir()
+    (group / "group.json").write_text('{"seeds": [6, 7, 10]}')
+    for seed in (10, 6, 7):
+        finished_run(group, f"seed-{seed}")
+    assert [p.name for p in seed_folders(group)] == ["seed-6", "seed-7", "seed-10"]
+    code, out, err = invoke("show", str(group), "--format", "markdown")
+    assert code == 0 and "seed-6, seed-7, seed-10" in out

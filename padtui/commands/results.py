@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.table import Table
 from core.config import STAGES
 from core.errors import InputError
-from core.runs import RunFolder, iter_runs, refit_line
+from core.runs import RunFolder, iter_runs, refit_line, seed_folders
 from padtui import output
 from padtui.commands.common import find_run
 
@@ -145,7 +145,7 @@ def group_summary(path: Path, seeds: list[int] | None = None, split: str = "test
     (SR baseline, calibrated SR, text kNN, aligned, PAD): {label: {group: {metric: (mean, std, n)}}}."""
     from padtui.results_table import row_sources
 
-    runs = [RunFolder(path / f"seed-{s}") for s in seeds] if seeds else [RunFolder(p) for p in sorted(path.glob("seed-*"))]
+    runs = [RunFolder(path / f"seed-{s}") for s in seeds] if seeds else [RunFolder(p) for p in seed_folders(path)]
     out: dict = {}
     found = []
     for run in runs:
@@ -172,7 +172,7 @@ def show_group(path: Path, split: str = "test") -> None:
         output.console.print(f"{path}: no finished seeds yet.")
         return
     output.console.print(f"[bold]{path}[/]  seeds: {', '.join(seeds)}  ({split}, mean ± std)")
-    first = RunFolder(next(iter(sorted(path.glob("seed-*")))))
+    first = RunFolder(seed_folders(path)[0])
     from padtui.results_table import protocol_line
 
     output.console.print(protocol_line(first.results()))

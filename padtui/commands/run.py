@@ -10,7 +10,7 @@ from pathlib import Path
 from core.config import STAGES, load_run_config, load_saved_config, parse_stages
 from core.errors import InputError, Interrupted, RunFailure
 from core.atomic import atomic_write_json
-from core.runs import RunFolder, iter_runs, new_run_path
+from core.runs import RunFolder, iter_runs, new_run_path, seed_folders
 from padtui import output
 from padtui.commands.common import find_run
 from padtui.commands.results import show_group, show_run
@@ -146,7 +146,7 @@ def _reuse_sources(source: str | None, cfg, stages: list[str], seeds: list[int])
 def cmd_worker(args) -> int:
     """The detached worker: one run, or every unfinished seed of a group, in order."""
     path = Path(args.run)
-    targets = [RunFolder(p) for p in sorted(path.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))] \
+    targets = [RunFolder(p) for p in seed_folders(path)] \
         if (path / "group.json").is_file() else [RunFolder(path)]
     from core.pipeline import execute
 
@@ -164,7 +164,7 @@ def cmd_worker(args) -> int:
 def cmd_resume(args) -> int:
     path = find_run(args.run, Path(args.runs_dir))
     if (path / "group.json").is_file():
-        runs = [RunFolder(p) for p in sorted(path.glob("seed-*"))]
+        runs = [RunFolder(p) for p in seed_folders(path)]
     else:
         runs = [RunFolder.open(path)]
 
