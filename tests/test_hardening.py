@@ -506,7 +506,7 @@ def test_show_exports_the_table_as_markdown_csv_and_latex(runs_dir):
     assert code == 0 and "0.2500 ± 0.0000" in out and "seed-1, seed-2" in out
 
 
-def test_a_group_lists_and_resumes_its_seeds_in_seed_order(runs_dir):
+def test_a_group_lists_its_seeds_in_seed_order(runs_dir):
     from core.runs import seed_folders
 
     group = runs_dir / "g"

@@ -172,7 +172,7 @@ def show_group(path: Path, split: str = "test") -> None:
         output.console.print(f"{path}: no finished seeds yet.")
         return
     output.console.print(f"[bold]{path}[/]  seeds: {', '.join(seeds)}  ({split}, mean ± std)")
-    first = RunFolder(seed_folders(path)[0])
+    first = RunFolder(path / seeds[0])  # the first finished seed: it has the protocol to print
     from padtui.results_table import protocol_line
 
     output.console.print(protocol_line(first.results()))
