@@ -189,6 +189,11 @@ class DisentangleConfig(StageConfig):
     gate_fit_check: bool = True  # false: keep the whole re-fit without the 2-fold check
     # the share of held-out NDCG@10 a step toward the re-fit may cost (0: it must rank better)
     gate_fit_tolerance: float = 0.01
+    # what the check protects: "trained" = the trained gate's held-out NDCG@10 (within the tolerance); "sr"
+    # (padtui's own) = stage 1's: a step is kept when, paired over the same fit users, it ranks at least as well
+    # as stage 1 with one-sided 95 % confidence (the tolerance is not used), so what stage 3 gained over stage 1
+    # may be spent on the tail, but only what the fit split can vouch for
+    gate_fit_floor: Literal["trained", "sr"] = "trained"
     gate_fit_steps: int = 300
     gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all
     adapter_layers: int = 1

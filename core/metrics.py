@@ -54,6 +54,15 @@ def metric_names(ks: list[int]) -> list[str]:
     return [f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in ks]
 
 
+def per_user(ranks: torch.Tensor, metric: str) -> torch.Tensor:
+    """One metric (e.g. "NDCG@10") for each user from its target's rank, so two models can be compared paired."""
+    name, k = metric.split("@")
+    r = ranks.double()
+    hit = r <= int(k)
+    value = {"HR": torch.ones_like(r), "NDCG": 1.0 / torch.log2(r + 1), "MRR": 1.0 / r}[name]
+    return torch.where(hit, value, 0.0)
+
+
 def rank_metrics(ranks: torch.Tensor, ks: list[int]) -> dict[str, float]:
     """Means over users; an empty group gives NaN-free zeros with `n` = 0."""
     r = ranks.double()

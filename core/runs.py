@@ -268,6 +268,9 @@ def refit_line(what: str, fit: dict) -> str:
             check += f", {at_step:.4f} at step {step:g}"
         tolerance = fit.get("tolerance")
         allowed = f", {tolerance:.0%} allowed" if tolerance else ""
+        floor = next((v for k, v in fit.items() if k.endswith(" stage 1 (floor)")), None)
+        if floor is not None:
+            allowed += f", a step must beat stage 1's {floor:.4f} with 95 % confidence"
         check += f", out of fold (2-fold, {users} fit users{allowed})"
     if not fit.get("kept"):
         return f"{what}: not re-fitted on the fit split: {check}"

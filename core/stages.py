@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from core.engine import AlignmentLoss, Stage
-from core.metrics import rank_metrics
+from core.metrics import per_user, rank_metrics
 from core.models import build_backbone
 from core.models.items import AlignedItems, IDItems, LLMTable, TextItems
 from core.models.text_knn import RecentMean, UnitLLMItems
@@ -149,24 +149,31 @@ def _fit(model: SeqRecommender, params: list[torch.Tensor], batches: list[tuple]
 
 
 @torch.no_grad()
-def _ranking(model: SeqRecommender, batches: list[tuple], metric: str, ks: list[int]) -> float:
-    """The selection metric (e.g. NDCG@10) of the mixed scores on cached batches: the target ranked among its
-    candidates, history masked and ties against it, as evaluation ranks."""
+def _ranks(model: SeqRecommender, batches: list[tuple]) -> torch.Tensor:
+    """Each cached user's target rank under the mixed scores: among its candidates, history masked and ties
+    against it, as evaluation ranks."""
     ranks = []
     for parts, target, drop, bins, _ in batches:
         scores = model.mix(parts, bins).masked_fill(drop, float("-inf"))
         ranks.append((scores >= scores.gather(1, target[:, None])).sum(1))  # 1 + others at or above: ties count against
-    return rank_metrics(torch.cat(ranks).cpu(), ks)[metric]
+    return torch.cat(ranks).cpu()
 
 
-def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> dict:
+def _ranking(model: SeqRecommender, batches: list[tuple], metric: str, ks: list[int]) -> float:
+    """The selection metric (e.g. NDCG@10) of the mixed scores on cached batches."""
+    return rank_metrics(_ranks(model, batches), ks)[metric]
+
+
+def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor],
+                   floor: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over each user's
     candidates (`heldout_scores`), history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
     in stacking. The likelihood is not the ranking at the top, and a small fit split has little to learn from,
     so the re-fit is kept only as far as it earns its place: a 2-fold cross-validation on the fit split (fit on
     one half of its users, rank the other half, both ways) picks the step toward it (`checked_fit`,
     `gate_fit_tolerance`); step 0 leaves `params` as they came. Both folds and the final fit start from those
-    values.
+    values. `floor` (stage 1's metric for each user of the two halves, with `gate_fit_floor = "sr"`) changes
+    the bar: a step must rank, out of fold, confidently at least as well as stage 1 (`confident_step`).
 
     The experts' scores of at most `gate_fit_users` fit users (a fixed draw) are computed once; each step only
     mixes them (`SeqRecommender.mix`), so a step costs an elementwise pass, not a forward pass. Full-batch Adam,
@@ -180,7 +187,7 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor]) -> di
         rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[:cap]]
     halves = heldout_scores(ctx, model, rows[0::2]), heldout_scores(ctx, model, rows[1::2])
     return checked_fit(model, params, halves, dcfg.gate_fit_steps, metric, ks, dcfg.gate_fit_check,
-                       dcfg.gate_fit_tolerance)
+                       dcfg.gate_fit_tolerance, floor)
 
 
 FIT_STEPS = tuple(i / 10 for i in range(11))  # how far the check may move from the trained values to the re-fit
@@ -199,36 +206,65 @@ def choose_step(out_of_fold: list[float], tolerance: float) -> float:
     return max((s for s, value in zip(FIT_STEPS, out_of_fold) if s and value > bar), default=0.0)
 
 
+CONFIDENCE_Z = 1.645  # one-sided 95 %
+
+
+def margin_over(values: torch.Tensor, floor: torch.Tensor) -> float:
+    """The one-sided 95 % lower bound of the mean paired difference values − floor (one entry per user)."""
+    d = (values - floor).double()
+    spread = float(d.std()) / max(1, len(d)) ** 0.5 if len(d) > 1 else float("inf")
+    return float(d.mean()) - CONFIDENCE_Z * spread
+
+
+def confident_step(per_step: list[torch.Tensor], floor: torch.Tensor) -> float:
+    """The largest step in FIT_STEPS whose out-of-fold metric is, paired over the same users, at least stage 1's
+    (`floor`) with one-sided 95 % confidence; 0 (the trained values) when none is. What stage 3 gained over
+    stage 1 on the head may be spent on the tail, but only the part the fit split can vouch for: on a small
+    fit split the spread is wide and the trained gate stays."""
+    return max((s for s, values in zip(FIT_STEPS, per_step) if s and margin_over(values, floor) >= 0),
+               default=0.0)
+
+
 def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple[list, list], steps: int,
-                metric: str, ks: list[int], check: bool = True, tolerance: float = 0.0) -> dict:
+                metric: str, ks: list[int], check: bool = True, tolerance: float = 0.0,
+                floor: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """`_fit` on both halves' cached scores, then decide how far to move `params` from their values as they came
     toward the re-fit: the largest step s in FIT_STEPS (0, 0.1, …, 1) whose out-of-fold selection metric (fit on
     one half, move by s, rank the other half; both ways) beats (1 − tolerance) × the metric as they came. With
     tolerance 0 a step must rank better than the trained values; with 0.01 it may cost up to 1 % of the metric,
     which buys the held-out fit's shift toward the tail (its likelihood is not the top-10 ranking, so the whole
-    re-fit can cost more). Step 0 leaves `params` bit-equal; without the check the whole re-fit is kept."""
+    re-fit can cost more). With a `floor` (stage 1's metric for each user of halves 0 and 1) the step is
+    `confident_step`'s instead. Step 0 leaves `params` bit-equal; without the check the whole re-fit is kept.
+    `out["per user"]` holds the metric of each user of both halves as they came (for another fit's floor)."""
     every = halves[0] + halves[1]
     start = [p.detach().clone() for p in params]
-    as_came = _ranking(model, every, metric, ks)
-    out = {"users": _users(every), f"{metric} as trained": round(as_came, 5)}
+    came = [per_user(_ranks(model, half), metric) for half in halves]
+    as_came = float(torch.cat(came).mean()) if _users(every) else 0.0
+    out = {"users": _users(every), f"{metric} as trained": round(as_came, 5), "per user": came}
     step = 1.0
     if check:
-        sums, judged = [0.0] * len(FIT_STEPS), 0
+        per_step: list[list[torch.Tensor]] = [[] for _ in FIT_STEPS]
         for learn, judge in ((0, 1), (1, 0)):
             _fit(model, params, halves[learn], steps)
             fitted = [p.detach().clone() for p in params]
-            n = _users(halves[judge])
-            judged += n
             for i, s in enumerate(FIT_STEPS):
                 _move(params, start, fitted, s)
-                sums[i] += _ranking(model, halves[judge], metric, ks) * n
+                per_step[i].append(per_user(_ranks(model, halves[judge]), metric))
             _move(params, start, fitted, 0.0)
-        out_of_fold = [value / max(1, judged) for value in sums]
-        step = choose_step(out_of_fold, tolerance)
+        judged = [torch.cat(values) for values in per_step]  # users of half 1, then of half 0
+        out_of_fold = [float(values.mean()) if len(values) else 0.0 for values in judged]
+        if floor is None:
+            step = choose_step(out_of_fold, tolerance)
+        else:
+            sr = torch.cat([floor[1], floor[0]])
+            step = confident_step(judged, sr)
+            out[f"{metric} stage 1 (floor)"] = round(float(sr.mean()), 5)
+            out["confident margin over stage 1 by step"] = {f"{s:g}": round(margin_over(v, sr), 5)
+                                                           for s, v in zip(FIT_STEPS, judged)}
         out[f"{metric} re-fit, out of fold"] = round(out_of_fold[-1], 5)
         out[f"{metric} at the step, out of fold"] = round(out_of_fold[FIT_STEPS.index(step)], 5)
         out["out of fold by step"] = {f"{s:g}": round(value, 5) for s, value in zip(FIT_STEPS, out_of_fold)}
-        out["tolerance"] = tolerance
+        out["tolerance"] = tolerance if floor is None else None
     out["step"] = step
     out["kept"] = step > 0
     if out["kept"]:
@@ -254,11 +290,11 @@ def calibrated_baseline(ctx) -> dict:
     fit = fit_on_heldout(ctx, model, list(model.calibration.parameters()))
     return {"valid": evaluate(ctx, model, eval_loader(ctx, "valid"))[0],
             "test": evaluate(ctx, model, eval_loader(ctx, "test"))[0],
-            "calibration": model.calibration.table(), "fit": _summary(fit)}
+            "calibration": model.calibration.table(), "fit": _summary(fit), "per user": fit["per user"]}
 
 
 def _summary(fit: dict) -> dict:
-    out = {k: v for k, v in fit.items() if k != "losses"}
+    out = {k: v for k, v in fit.items() if k not in ("losses", "per user") and v is not None}
     if fit["losses"]:
         out["loss"] = [round(fit["losses"][0], 5), round(fit["losses"][-1], 5)]
     return out
@@ -268,10 +304,12 @@ def fit_gate_on_heldout(ctx, model: SeqRecommender) -> dict:
     """After training, with the best weights loaded: re-fit the gate on the fit split, and fit the SR baseline's
     per-bin calibration on the same split for the comparison."""
     before = model.gate.table()
-    fit = _summary(fit_on_heldout(ctx, model, [model.gate.logits]))
-    ctx.log(refit_line("disentangle: gate", fit))
     calibrated = calibrated_baseline(ctx)
     ctx.log(refit_line("calibrated SR: per-bin scale and offset", calibrated["fit"]))
+    sr_users = calibrated.pop("per user")  # stage 1 as trained, each fit user of the two halves
+    floor = sr_users if ctx.cfg.stages.disentangle.gate_fit_floor == "sr" else None
+    fit = _summary(fit_on_heldout(ctx, model, [model.gate.logits], floor))
+    ctx.log(refit_line("disentangle: gate", fit))
     return {"gate_trained": before, "gate_fit": fit, "calibrated_sr": calibrated}
 
 

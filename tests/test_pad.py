@@ -15,8 +15,8 @@ from core.losses import mk_mmd
 from torch import nn
 
 from core.models.scorer import Expert, FrequencyGate, SeqRecommender
-from core.stages import checked_fit, choose_step
-from core.runs import RunFolder
+from core.stages import checked_fit, choose_step, confident_step, margin_over
+from core.runs import RunFolder, refit_line
 from padtui import cli
 from test_resume import tiny_llm
 
@@ -157,6 +157,29 @@ def test_the_check_takes_the_largest_step_within_its_tolerance():
     assert choose_step(by_step, 0.0) == 0.3  # must rank better than the trained gate
     assert choose_step(by_step, 0.1) == 1.0
     assert choose_step([0.1] + [0.09] * 10, 0.01) == 0.0  # every step costs more: the trained gate stays
+
+
+def test_a_floor_at_stage_1_keeps_only_steps_confidently_above_it():
+    g = torch.Generator().manual_seed(0)
+    sr = torch.rand(400, generator=g)
+    ahead = sr + 0.05 + 0.02 * torch.randn(400, generator=g)  # clearly above stage 1 on every user
+    level = sr + 0.02 * torch.randn(400, generator=g)  # no better than stage 1: within the noise
+    per_step = [ahead] * 6 + [level] * 5  # steps 0-0.5 ahead, 0.6-1 level
+    assert margin_over(ahead, sr) > 0 > margin_over(level, sr)
+    assert confident_step(per_step, sr) == 0.5
+    assert confident_step([level] * 11, sr) == 0.0  # nothing the fit split can vouch for: the trained gate stays
+    few = confident_step([sr[:5] + 0.05 + 0.2 * torch.randn(5, generator=g)] * 11, sr[:5])
+    assert few == 0.0  # a mean gain on five users is not confident
+
+
+def test_the_refit_reports_the_floor_it_was_held_to():
+    halves = cached_half("text", 40, 1), cached_half("text", 40, 2)
+    model = two_experts(4.0, -4.0)
+    floor = (torch.zeros(40), torch.zeros(40))  # a stage 1 that ranks no target in the top 10
+    fit = checked_fit(model, [model.gate.logits], halves, 60, "NDCG@10", [10], floor=floor)
+    assert fit["NDCG@10 stage 1 (floor)"] == 0.0 and fit["kept"]
+    assert fit["confident margin over stage 1 by step"]["1"] > 0
+    assert "beat stage 1's 0.0000 with 95 % confidence" in refit_line("gate", fit)
 
 
 def test_the_gate_ends_at_the_chosen_step_between_trained_and_refitted():
