@@ -69,10 +69,8 @@ def rank_metrics(ranks: torch.Tensor, ks: list[int]) -> dict[str, float]:
     out: dict[str, float] = {}
     n = len(r)
     for k in ks:
-        hit = r <= k
-        out[f"HR@{k}"] = float(hit.double().mean()) if n else 0.0
-        out[f"NDCG@{k}"] = float(torch.where(hit, 1.0 / torch.log2(r + 1), 0.0).mean()) if n else 0.0
-        out[f"MRR@{k}"] = float(torch.where(hit, 1.0 / r, 0.0).mean()) if n else 0.0
+        for name in ("HR", "NDCG", "MRR"):
+            out[f"{name}@{k}"] = float(per_user(r, f"{name}@{k}").mean()) if n else 0.0
     out = {name: out[name] for name in metric_names(ks)}
     out["n"] = n
     return out

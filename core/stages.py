@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from core.engine import AlignmentLoss, Stage
-from core.metrics import per_user, rank_metrics
+from core.metrics import per_user
 from core.models import build_backbone
 from core.models.items import AlignedItems, IDItems, LLMTable, TextItems
 from core.models.text_knn import RecentMean, UnitLLMItems
@@ -159,11 +159,6 @@ def _ranks(model: SeqRecommender, batches: list[tuple]) -> torch.Tensor:
     return torch.cat(ranks).cpu()
 
 
-def _ranking(model: SeqRecommender, batches: list[tuple], metric: str, ks: list[int]) -> float:
-    """The selection metric (e.g. NDCG@10) of the mixed scores on cached batches."""
-    return rank_metrics(_ranks(model, batches), ks)[metric]
-
-
 def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor],
                    floor: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over each user's
@@ -264,7 +259,8 @@ def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple
         out[f"{metric} re-fit, out of fold"] = round(out_of_fold[-1], 5)
         out[f"{metric} at the step, out of fold"] = round(out_of_fold[FIT_STEPS.index(step)], 5)
         out["out of fold by step"] = {f"{s:g}": round(value, 5) for s, value in zip(FIT_STEPS, out_of_fold)}
-        out["tolerance"] = tolerance if floor is None else None
+        if floor is None:
+            out["tolerance"] = tolerance
     out["step"] = step
     out["kept"] = step > 0
     if out["kept"]:
@@ -294,7 +290,7 @@ def calibrated_baseline(ctx) -> dict:
 
 
 def _summary(fit: dict) -> dict:
-    out = {k: v for k, v in fit.items() if k not in ("losses", "per user") and v is not None}
+    out = {k: v for k, v in fit.items() if k not in ("losses", "per user")}
     if fit["losses"]:
         out["loss"] = [round(fit["losses"][0], 5), round(fit["losses"][-1], 5)]
     return out
