@@ -122,7 +122,7 @@ def main() -> int:
     lines = [f"  {preset}: PAD's gate {gate}; the SR calibration {sr}" for preset, (gate, sr) in refits if gate or sr]
     if lines:
         print("\nheld-out re-fits: the step each seed's 2-fold check on the fit split took toward its re-fit "
-              "(0 = not kept):", *lines, sep="\n")
+              "(0 = not kept; stage 1 = stage 3 gave way to stage 1):", *lines, sep="\n")
     return 0
 
 
@@ -136,7 +136,8 @@ def refit_counts(group: Path, seeds: list[int]) -> tuple[str, str]:
         stage3 = RunFolder(group / f"seed-{seed}").results().get("stages", {}).get("disentangle", {})
         for found, fit in ((gate, stage3.get("gate_fit")), (sr, stage3.get("calibrated_sr", {}).get("fit"))):
             if fit:
-                found.append(f"seed {seed}: {fit.get('step', 1.0 if fit.get('kept') else 0.0):g}")
+                step = "stage 1" if fit.get("fallback") else f"{fit.get('step', 1.0 if fit.get('kept') else 0.0):g}"
+                found.append(f"seed {seed}: {step}")
     return ", ".join(gate), ", ".join(sr)
 
 

@@ -192,8 +192,11 @@ class DisentangleConfig(StageConfig):
     # what the check protects: "trained" = the trained gate's held-out NDCG@10 (within the tolerance); "sr"
     # (padtui's own) = stage 1's: a step is kept when, paired over the same fit users, it ranks at least as well
     # as stage 1 with one-sided 95 % confidence (the tolerance is not used), so what stage 3 gained over stage 1
-    # may be spent on the tail, but only what the fit split can vouch for
-    gate_fit_floor: Literal["trained", "sr"] = "trained"
+    # may be spent on the tail, but only what the fit split can vouch for; "stage1" (padtui's own) = "sr", and
+    # also: a step (the trained gate, step 0, included) must keep the cold bin's fit users at least at stage 1's
+    # mean, and when no step passes, stage 3 falls back to stage 1 (the ID expert gets stage 1's weights back
+    # and the whole gate), so stage 3 never ships a change the fit split says hurts the tail
+    gate_fit_floor: Literal["trained", "sr", "stage1"] = "trained"
     gate_fit_steps: int = 300
     gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all
     adapter_layers: int = 1
@@ -593,6 +596,9 @@ def validate(cfg: RunConfig, where: str) -> None:
         bad("stages.disentangle.knn_window", "must be >= 1 (the number of recent items the kNN expert averages).")
     if dis.expert_loss < 0:
         bad("stages.disentangle.expert_loss", "must be >= 0 (0 = the mixed loss only).")
+    if dis.gate_fit_floor == "stage1" and "id" not in dis.experts:
+        bad("stages.disentangle.gate_fit_floor", "= \"stage1\" falls back to stage 1 through the 'id' expert; "
+            "add 'id' to stages.disentangle.experts or use \"sr\".")
     if dis.gate_fit_steps <= 0:
         bad("stages.disentangle.gate_fit_steps", "must be > 0.")
     if dis.gate_fit_users < 0:

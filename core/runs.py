@@ -271,7 +271,12 @@ def refit_line(what: str, fit: dict) -> str:
         floor = next((v for k, v in fit.items() if k.endswith(" stage 1 (floor)")), None)
         if floor is not None:
             allowed += f", a step must beat stage 1's {floor:.4f} with 95 % confidence"
+        cold = next((v for k, v in fit.items() if k.endswith(" cold, stage 1")), None)
+        if cold is not None:
+            allowed += f" and keep its cold {cold:.4f} on {fit.get('cold fit users', '?')} cold fit users"
         check += f", out of fold (2-fold, {users} fit users{allowed})"
+    if fit.get("fallback"):
+        return f"{what}: no step passed, so stage 3 gave way to stage 1 (its ID expert, the whole gate): {check}"
     if not fit.get("kept"):
         return f"{what}: not re-fitted on the fit split: {check}"
     moved = "re-fitted on the fit split" if step >= 1 else f"moved {step:.0%} of the way to its re-fit on the fit split"

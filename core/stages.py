@@ -160,7 +160,7 @@ def _ranks(model: SeqRecommender, batches: list[tuple]) -> torch.Tensor:
 
 
 def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor],
-                   floor: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+                   floor: tuple[torch.Tensor, torch.Tensor] | None = None, guard_tail: bool = False) -> dict:
     """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over each user's
     candidates (`heldout_scores`), history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
     in stacking. The likelihood is not the ranking at the top, and a small fit split has little to learn from,
@@ -168,7 +168,8 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor],
     one half of its users, rank the other half, both ways) picks the step toward it (`checked_fit`,
     `gate_fit_tolerance`); step 0 leaves `params` as they came. Both folds and the final fit start from those
     values. `floor` (stage 1's metric for each user of the two halves, with `gate_fit_floor = "sr"`) changes
-    the bar: a step must rank, out of fold, confidently at least as well as stage 1 (`confident_step`).
+    the bar: a step must rank, out of fold, confidently at least as well as stage 1 (`confident_step`);
+    `guard_tail` (`gate_fit_floor = "stage1"`) adds the cold-bin bar and the answer "no step".
 
     The experts' scores of at most `gate_fit_users` fit users (a fixed draw) are computed once; each step only
     mixes them (`SeqRecommender.mix`), so a step costs an elementwise pass, not a forward pass. Full-batch Adam,
@@ -182,7 +183,7 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor],
         rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[:cap]]
     halves = heldout_scores(ctx, model, rows[0::2]), heldout_scores(ctx, model, rows[1::2])
     return checked_fit(model, params, halves, dcfg.gate_fit_steps, metric, ks, dcfg.gate_fit_check,
-                       dcfg.gate_fit_tolerance, floor)
+                       dcfg.gate_fit_tolerance, floor, ctx.data.n_bins if guard_tail else None)
 
 
 FIT_STEPS = tuple(i / 10 for i in range(11))  # how far the check may move from the trained values to the re-fit
@@ -211,25 +212,39 @@ def margin_over(values: torch.Tensor, floor: torch.Tensor) -> float:
     return float(d.mean()) - CONFIDENCE_Z * spread
 
 
-def confident_step(per_step: list[torch.Tensor], floor: torch.Tensor) -> float:
+def confident_step(per_step: list[torch.Tensor], floor: torch.Tensor, tail: torch.Tensor | None = None,
+                   fallback: bool = False) -> float | None:
     """The largest step in FIT_STEPS whose out-of-fold metric is, paired over the same users, at least stage 1's
     (`floor`) with one-sided 95 % confidence; 0 (the trained values) when none is. What stage 3 gained over
     stage 1 on the head may be spent on the tail, but only the part the fit split can vouch for: on a small
-    fit split the spread is wide and the trained gate stays."""
-    return max((s for s, values in zip(FIT_STEPS, per_step) if s and margin_over(values, floor) >= 0),
-               default=0.0)
+    fit split the spread is wide and the trained gate stays.
+
+    `tail` (a mask of the users whose target is in the cold bin) adds a second bar: the step's mean over those
+    users must be at least stage 1's. With `fallback` step 0 must pass both bars too, and None means that no
+    step does (stage 3 gives way to stage 1)."""
+    def passes(values: torch.Tensor) -> bool:
+        if margin_over(values, floor) < 0:
+            return False
+        return tail is None or not bool(tail.any()) or float(values[tail].mean()) >= float(floor[tail].mean())
+
+    steps = [s for s, values in zip(FIT_STEPS, per_step) if (s or fallback) and passes(values)]
+    if fallback:
+        return max(steps) if steps else None
+    return max(steps, default=0.0)
 
 
 def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple[list, list], steps: int,
                 metric: str, ks: list[int], check: bool = True, tolerance: float = 0.0,
-                floor: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+                floor: tuple[torch.Tensor, torch.Tensor] | None = None, cold_bin: int | None = None) -> dict:
     """`_fit` on both halves' cached scores, then decide how far to move `params` from their values as they came
     toward the re-fit: the largest step s in FIT_STEPS (0, 0.1, …, 1) whose out-of-fold selection metric (fit on
     one half, move by s, rank the other half; both ways) beats (1 − tolerance) × the metric as they came. With
     tolerance 0 a step must rank better than the trained values; with 0.01 it may cost up to 1 % of the metric,
     which buys the held-out fit's shift toward the tail (its likelihood is not the top-10 ranking, so the whole
     re-fit can cost more). With a `floor` (stage 1's metric for each user of halves 0 and 1) the step is
-    `confident_step`'s instead. Step 0 leaves `params` bit-equal; without the check the whole re-fit is kept.
+    `confident_step`'s instead; `cold_bin` (the cold bin's number) adds its cold-bin bar and lets it answer "no step": then
+    `out["fallback"]` is set, `params` stay as they came and the caller gives way to stage 1. Step 0 leaves
+    `params` bit-equal; without the check the whole re-fit is kept.
     `out["per user"]` holds the metric of each user of both halves as they came (for another fit's floor)."""
     every = halves[0] + halves[1]
     start = [p.detach().clone() for p in params]
@@ -252,7 +267,17 @@ def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple
             step = choose_step(out_of_fold, tolerance)
         else:
             sr = torch.cat([floor[1], floor[0]])
-            step = confident_step(judged, sr)
+            tail = None
+            if cold_bin is not None:  # the users whose target is in the cold bin (judged order: half 1, then 0)
+                tail = torch.cat([bins.gather(1, target[:, None])[:, 0] for half in (halves[1], halves[0])
+                                  for _, target, _, bins, _ in half]).cpu() == cold_bin
+                out["cold fit users"] = int(tail.sum())
+                out[f"{metric} cold, stage 1"] = round(float(sr[tail].mean()), 5) if tail.any() else None
+                out[f"{metric} cold by step, out of fold"] = {
+                    f"{s:g}": round(float(v[tail].mean()), 5) if tail.any() else None for s, v in zip(FIT_STEPS, judged)}
+            chosen = confident_step(judged, sr, tail, fallback=cold_bin is not None)
+            out["fallback"] = chosen is None
+            step = chosen or 0.0
             out[f"{metric} stage 1 (floor)"] = round(float(sr.mean()), 5)
             out["confident margin over stage 1 by step"] = {f"{s:g}": round(margin_over(v, sr), 5)
                                                            for s, v in zip(FIT_STEPS, judged)}
@@ -298,15 +323,33 @@ def _summary(fit: dict) -> dict:
 
 def fit_gate_on_heldout(ctx, model: SeqRecommender) -> dict:
     """After training, with the best weights loaded: re-fit the gate on the fit split, and fit the SR baseline's
-    per-bin calibration on the same split for the comparison."""
+    per-bin calibration on the same split for the comparison. With `gate_fit_floor = "stage1"`, when no step
+    passes the check, stage 3 gives way to stage 1 (`give_way_to_stage1`)."""
     before = model.gate.table()
     calibrated = calibrated_baseline(ctx)
     ctx.log(refit_line("calibrated SR: per-bin scale and offset", calibrated["fit"]))
     sr_users = calibrated.pop("per user")  # stage 1 as trained, each fit user of the two halves
-    floor = sr_users if ctx.cfg.stages.disentangle.gate_fit_floor == "sr" else None
-    fit = _summary(fit_on_heldout(ctx, model, [model.gate.logits], floor))
+    rule = ctx.cfg.stages.disentangle.gate_fit_floor
+    floor = sr_users if rule in ("sr", "stage1") else None
+    fit = _summary(fit_on_heldout(ctx, model, [model.gate.logits], floor, guard_tail=rule == "stage1"))
+    if fit.get("fallback"):
+        give_way_to_stage1(ctx, model)
     ctx.log(refit_line("disentangle: gate", fit))
     return {"gate_trained": before, "gate_fit": fit, "calibrated_sr": calibrated}
+
+
+SURE = 1e4  # a gate logit whose sigmoid is exactly 1 (or 0 when negated) in float32
+
+
+def give_way_to_stage1(ctx, model: SeqRecommender) -> None:
+    """Make the mixture rank as stage 1 does: the ID expert gets stage 1's weights back and the whole gate in
+    every bin (the other experts' weights are exactly 0, so the mixed score is the ID expert's own score, or
+    its log-probability with `mix = "logprob"`, a per-user shift that leaves the ranking as it was)."""
+    stage1 = ctx.trained("pretrain", pretrain_model(ctx)).expert("id")
+    model.expert("id").load_state_dict(stage1.state_dict())
+    with torch.no_grad():
+        model.gate.logits.fill_(-SURE)
+        model.gate.logits[model.gate.experts.index("id")] = SURE
 
 
 BUILDERS = {"pretrain": build_pretrain, "align": build_align, "disentangle": build_disentangle}

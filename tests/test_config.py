@@ -209,6 +209,13 @@ def test_cross_field_checks(assignment, key):
         load_run_config("demo", [assignment])
 
 
+def test_falling_back_to_stage_1_needs_the_id_expert():
+    with pytest.raises(InputError, match=r"stages\.disentangle\.gate_fit_floor.*'id'"):
+        load_run_config("demo", ['stages.disentangle.experts=["aligned", "text"]',
+                                 'stages.disentangle.gate_fit_floor="stage1"'])
+    assert load_run_config("demo", ['stages.disentangle.gate_fit_floor="stage1"']).stages.disentangle.gate_fit_floor == "stage1"
+
+
 def test_malformed_toml_names_file_and_line(tmp_path):
     path = write(tmp_path / "broken.toml", 'seed = 1\n[stages.pretrain\nepochs = 3\n')
     with pytest.raises(InputError) as exc:

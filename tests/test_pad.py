@@ -172,6 +172,39 @@ def test_a_floor_at_stage_1_keeps_only_steps_confidently_above_it():
     assert few == 0.0  # a mean gain on five users is not confident
 
 
+def test_a_tail_guard_rejects_steps_that_lower_the_cold_users_and_can_give_way_to_stage_1():
+    g = torch.Generator().manual_seed(0)
+    sr = torch.rand(400, generator=g)
+    tail = torch.zeros(400, dtype=torch.bool)
+    tail[:80] = True
+    ahead = sr + 0.05 + 0.02 * torch.randn(400, generator=g)
+    head_only = ahead.clone()
+    head_only[tail] = sr[tail] - 0.05  # confidently ahead overall, yet below stage 1 on the cold users
+    assert margin_over(head_only, sr) > 0
+    assert confident_step([ahead] * 4 + [head_only] * 7, sr, tail) == 0.3
+    assert confident_step([ahead] * 4 + [head_only] * 7, sr, tail, fallback=True) == 0.3
+    # with the fallback, step 0 (the trained gate) is judged like any step, and nothing passing is "no step"
+    assert confident_step([head_only] * 11, sr, tail) == 0.0
+    assert confident_step([head_only] * 11, sr, tail, fallback=True) is None
+    assert confident_step([ahead] + [head_only] * 10, sr, tail, fallback=True) == 0.0
+
+
+def test_the_stage1_floor_records_the_cold_bar_and_says_when_it_gives_way():
+    halves = cached_half("text", 40, 1), cached_half("text", 40, 2)
+    model = two_experts(4.0, -4.0)
+    start = model.gate.logits.detach().clone()
+    perfect = (torch.ones(40), torch.ones(40))  # a stage 1 that ranks every target first: nothing can beat it
+    fit = checked_fit(model, [model.gate.logits], halves, 60, "NDCG@10", [10], floor=perfect, cold_bin=2)
+    assert fit["fallback"] and not fit["kept"] and fit["step"] == 0
+    assert torch.equal(model.gate.logits.detach(), start)  # the caller gives way to stage 1; nothing moved here
+    assert 0 < fit["cold fit users"] < 80 and fit["NDCG@10 cold, stage 1"] == 1.0
+    assert "gave way to stage 1" in refit_line("gate", fit) and "cold fit users" in refit_line("gate", fit)
+    easy = (torch.zeros(40), torch.zeros(40))
+    other = two_experts(4.0, -4.0)
+    fit = checked_fit(other, [other.gate.logits], halves, 60, "NDCG@10", [10], floor=easy, cold_bin=2)
+    assert not fit["fallback"] and fit["kept"]
+
+
 def test_the_refit_reports_the_floor_it_was_held_to():
     halves = cached_half("text", 40, 1), cached_half("text", 40, 2)
     model = two_experts(4.0, -4.0)
@@ -315,6 +348,26 @@ def test_gate_refit_on_validation_lowers_its_loss_and_keeps_the_experts(base, ll
     assert set(result["experts_test"]) == set(result["experts_valid"]) == {"id", "aligned", "text"}
     assert "experts, each ranking alone" in out
     assert "test NDCG@10 per frequency bin" in out
+
+
+def test_giving_way_to_stage_1_makes_stage_3_rank_exactly_as_stage_1(base, llm_dir, runs_dir, capsys):
+    # a stage 1 the fit split cannot be confident of beating: the tiny run's few fit users cannot vouch for
+    # any step (the record says so), and the shipped stage 3 then ranks every user as stage 1 does
+    guarded = run(runs_dir, llm_dir, "stages.align.epochs=2", "stages.disentangle.epochs=2",
+                  "stages.disentangle.gate_fit=\"heldout\"", "stages.disentangle.gate_fit_steps=50",
+                  "stages.disentangle.gate_fit_floor=\"stage1\"", reuse=base.path)
+    stages = guarded.results()["stages"]
+    fit = stages["disentangle"]["gate_fit"]
+    assert fit["fallback"], fit
+    for split in ("valid", "test"):
+        assert stages["disentangle"][split] == stages["pretrain"][split], split
+    assert all(w["id"] == 1.0 for w in stages["disentangle"]["gate"].values())
+    mine, first = weights(guarded, "disentangle"), weights(base, "pretrain")
+    ids = {k: v for k, v in mine.items() if k.startswith("experts.0.")}
+    assert ids and all(torch.equal(v, first[k]) for k, v in ids.items())
+    capsys.readouterr()
+    assert cli.main(["show", str(guarded.path), "--bins"]) == 0
+    assert "gave way to stage 1" in capsys.readouterr().out
 
 
 def test_show_split_valid_shows_validation_everywhere(base, capsys):

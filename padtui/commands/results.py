@@ -81,13 +81,14 @@ def show_run(run: RunFolder, bins: bool = False, split: str = "test") -> None:
         output.console.print(bins_table(results, split))
         stage3 = results.get("stages", {}).get("disentangle", {})
         refit = stage3.get("gate_fit", {})
-        if stage3.get("gate_trained") and refit.get("kept", True):
+        if stage3.get("gate_trained") and (refit.get("kept", True) or refit.get("fallback")):
             output.console.print(gate_table(stage3["gate_trained"], "gate after training"))
         if stage3.get("gate"):
             title = "final gate weights per bin"
             if stage3.get("gate_trained"):
                 step = refit.get("step", 1.0 if refit.get("kept", True) else 0.0)
-                title = ("gate re-fitted on the fit split" if step >= 1
+                title = ("stage 3 gave way to stage 1: the whole gate on its ID expert" if refit.get("fallback")
+                         else "gate re-fitted on the fit split" if step >= 1
                          else f"gate moved {step:.0%} of the way to its re-fit on the fit split" if step > 0
                          else "gate after training (the re-fit on the fit split did not pass its check)")
             output.console.print(gate_table(stage3["gate"], title))
