@@ -168,12 +168,13 @@ class DisentangleConfig(StageConfig):
     gate_init_knn: float = -4.0
     # "id", "aligned", "text" (the paper's three); "knn": padtui's parameter-free text-kNN expert
     # (core.models.text_knn), the last `knn_window` items' mean LLM vector against each item's
-    experts: list[str] = field(default_factory=lambda: ["id", "aligned", "text"])
+    # (the default, chosen in select mode: method padtui-guard; DESIGN §3 = method design-stage3)
+    experts: list[str] = field(default_factory=lambda: ["id", "aligned", "text", "knn"])
     knn_window: int = 3
     # how the experts' scores are mixed: "scores" = DESIGN §3 (Σ_k w_k(bin) · s_k); "logprob" (padtui's own):
     # each expert's scores made log-probabilities over the catalogue first (core.models.scorer), so a per-bin
     # weight cannot turn an expert's arbitrary per-user score offset into a per-user, per-bin shift
-    mix: Literal["scores", "logprob"] = "scores"
+    mix: Literal["scores", "logprob"] = "logprob"
     # experts kept exactly as stages 1-2 left them (e.g. ["id", "aligned"]): stage 3 trains only the others and
     # the gate, so a held-out gate stacks the earlier stages' models instead of re-training them
     freeze: list[str] = field(default_factory=list)
@@ -185,7 +186,7 @@ class DisentangleConfig(StageConfig):
     # step from the trained gate toward the re-fit (0, 0.1, ..., 1) whose held-out NDCG@10 stays above
     # (1 - gate_fit_tolerance) x the trained gate's; step 0 keeps the trained gate. The SR baseline gets the same
     # kind of fit and the same check ("calibrated SR"). "heldout" is padtui's own (the paper trains the gate).
-    gate_fit: Literal["train", "heldout"] = "train"
+    gate_fit: Literal["train", "heldout"] = "heldout"
     gate_fit_check: bool = True  # false: keep the whole re-fit without the 2-fold check
     # the share of held-out NDCG@10 a step toward the re-fit may cost (0: it must rank better)
     gate_fit_tolerance: float = 0.01
@@ -196,9 +197,9 @@ class DisentangleConfig(StageConfig):
     # also: a step (the trained gate, step 0, included) must keep the cold bin's fit users at least at stage 1's
     # mean, and when no step passes, stage 3 falls back to stage 1 (the ID expert gets stage 1's weights back
     # and the whole gate), so stage 3 never ships a change the fit split says hurts the tail
-    gate_fit_floor: Literal["trained", "sr", "stage1"] = "trained"
+    gate_fit_floor: Literal["trained", "sr", "stage1"] = "stage1"
     gate_fit_steps: int = 300
-    gate_fit_users: int = 4096  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all
+    gate_fit_users: int = 0  # at most this many fit-split users (a fixed draw) in the held-out fit; 0 = all
     adapter_layers: int = 1
     adapter_dropout: float = 0.2
 
@@ -596,7 +597,7 @@ def validate(cfg: RunConfig, where: str) -> None:
         bad("stages.disentangle.knn_window", "must be >= 1 (the number of recent items the kNN expert averages).")
     if dis.expert_loss < 0:
         bad("stages.disentangle.expert_loss", "must be >= 0 (0 = the mixed loss only).")
-    if dis.gate_fit_floor == "stage1" and "id" not in dis.experts:
+    if dis.gate_fit == "heldout" and dis.gate_fit_floor == "stage1" and "id" not in dis.experts:
         bad("stages.disentangle.gate_fit_floor", "= \"stage1\" falls back to stage 1 through the 'id' expert; "
             "add 'id' to stages.disentangle.experts or use \"sr\".")
     if dis.gate_fit_steps <= 0:

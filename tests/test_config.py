@@ -211,7 +211,7 @@ def test_cross_field_checks(assignment, key):
 
 def test_falling_back_to_stage_1_needs_the_id_expert():
     with pytest.raises(InputError, match=r"stages\.disentangle\.gate_fit_floor.*'id'"):
-        load_run_config("demo", ['stages.disentangle.experts=["aligned", "text"]',
+        load_run_config("demo", ['stages.disentangle.experts=["aligned", "text"]', 'stages.disentangle.gate_fit="heldout"',
                                  'stages.disentangle.gate_fit_floor="stage1"'])
     assert load_run_config("demo", ['stages.disentangle.gate_fit_floor="stage1"']).stages.disentangle.gate_fit_floor == "stage1"
 
@@ -352,3 +352,16 @@ def test_values_that_used_to_crash_are_exit_2_before_a_run_folder(assignment, ru
     err = expect_input_error("run", "demo", "--set", assignment, "--runs-dir", str(runs_dir))
     assert assignment.split("=")[0] in " ".join(err.split())
     assert list(runs_dir.iterdir()) == []
+
+
+def test_the_default_stage_3_is_padtui_guard_and_design_stage3_keeps_design():
+    """The default was chosen in select mode (README); the method presets pin what they are, whatever the default."""
+    default = load_run_config("ml100k-sasrec-smollm2").stages.disentangle
+    guard = load_run_config("ml100k-sasrec-smollm2", ["method=padtui-guard"]).stages.disentangle
+    assert default == guard
+    assert (default.experts, default.mix, default.gate_fit, default.gate_fit_floor) == (
+        ["id", "aligned", "text", "knn"], "logprob", "heldout", "stage1")
+    design = load_run_config("ml100k-sasrec-smollm2", ["method=design-stage3"]).stages.disentangle
+    assert (design.experts, design.mix, design.gate_fit) == (["id", "aligned", "text"], "scores", "train")
+    for method in ("pad-official", "pad-heldout", "padtui-knn-heldout"):
+        assert load_run_config("ml100k-sasrec-smollm2", [f"method={method}"]).stages.disentangle.mix == "scores"

@@ -236,9 +236,15 @@ def llm_dir(tmp_path_factory) -> Path:
     return tiny_llm(tmp_path_factory.mktemp("tiny-bert"))
 
 
+# stage 3 as DESIGN §3 (method design-stage3): these tests take its pieces one at a time on top of it
+DESIGN_STAGE3 = ('stages.disentangle.experts=["id", "aligned", "text"]', 'stages.disentangle.mix="scores"',
+                 'stages.disentangle.gate_fit="train"', 'stages.disentangle.gate_fit_floor="trained"',
+                 "stages.disentangle.gate_fit_users=4096")
+
+
 def run(runs_dir: Path, llm_dir: Path, *sets: str, reuse: Path | None = None) -> RunFolder:
     args = ["run", "demo", "--runs-dir", str(runs_dir)]
-    for s in (*TINY, f"llm.model={llm_dir}", "train.log_every_steps=100", *sets):
+    for s in (*TINY, f"llm.model={llm_dir}", "train.log_every_steps=100", *DESIGN_STAGE3, *sets):
         args += ["--set", s]
     if reuse is not None:
         args += ["--reuse", str(reuse)]
