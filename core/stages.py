@@ -242,9 +242,9 @@ def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple
     tolerance 0 a step must rank better than the trained values; with 0.01 it may cost up to 1 % of the metric,
     which buys the held-out fit's shift toward the tail (its likelihood is not the top-10 ranking, so the whole
     re-fit can cost more). With a `floor` (stage 1's metric for each user of halves 0 and 1) the step is
-    `confident_step`'s instead; `cold_bin` (the cold bin's number) adds its cold-bin bar and lets it answer "no step": then
-    `out["fallback"]` is set, `params` stay as they came and the caller gives way to stage 1. Step 0 leaves
-    `params` bit-equal; without the check the whole re-fit is kept.
+    `confident_step`'s instead; `cold_bin` (the cold bin's number) adds its cold-bin bar and lets it answer
+    "no step": then `out["fallback"]` is set, `params` stay as they came and the caller gives way to stage 1.
+    Step 0 leaves `params` bit-equal; without the check the whole re-fit is kept.
     `out["per user"]` holds the metric of each user of both halves as they came (for another fit's floor)."""
     every = halves[0] + halves[1]
     start = [p.detach().clone() for p in params]
@@ -273,8 +273,9 @@ def checked_fit(model: SeqRecommender, params: list[torch.Tensor], halves: tuple
                                   for _, target, _, bins, _ in half]).cpu() == cold_bin
                 out["cold fit users"] = int(tail.sum())
                 out[f"{metric} cold, stage 1"] = round(float(sr[tail].mean()), 5) if tail.any() else None
-                out[f"{metric} cold by step, out of fold"] = {
-                    f"{s:g}": round(float(v[tail].mean()), 5) if tail.any() else None for s, v in zip(FIT_STEPS, judged)}
+                out[f"{metric} cold by step, out of fold"] = {f"{s:g}": round(float(v[tail].mean()), 5)
+                                                              if tail.any() else None
+                                                              for s, v in zip(FIT_STEPS, judged)}
             chosen = confident_step(judged, sr, tail, fallback=cold_bin is not None)
             out["fallback"] = chosen is None
             step = chosen or 0.0
