@@ -252,6 +252,11 @@ def peak_resources(events: Iterable[dict]) -> dict[str, dict[str, float]]:
     return peaks
 
 
+def refit_step(fit: dict) -> float:
+    """How far a held-out re-fit moved toward its re-fit (results of older versions lack the step)."""
+    return fit.get("step", 1.0 if fit.get("kept", True) else 0.0)
+
+
 def refit_line(what: str, fit: dict) -> str:
     """One line on a held-out re-fit as results.json keeps it (stage 3's `gate_fit`, `calibrated_sr.fit`): its
     2-fold check (the selection metric as trained, the whole re-fit and the step taken, out of fold), how far it
@@ -259,7 +264,7 @@ def refit_line(what: str, fit: dict) -> str:
     trained = next(((k.removesuffix(" as trained"), v) for k, v in fit.items() if k.endswith(" as trained")), None)
     oof = next((v for k, v in fit.items() if k.endswith(" re-fit, out of fold")), None)
     at_step = next((v for k, v in fit.items() if k.endswith(" at the step, out of fold")), None)
-    users, step = fit.get("users", "?"), fit.get("step", 1.0 if fit.get("kept") else 0.0)
+    users, step = fit.get("users", "?"), refit_step(fit)
     if trained is None or oof is None:
         check = f"{users} fit users (not checked)"
     else:

@@ -160,7 +160,7 @@ def _ranks(model: SeqRecommender, batches: list[tuple]) -> torch.Tensor:
 
 
 def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor],
-                   floor: tuple[torch.Tensor, torch.Tensor] | None = None, guard_tail: bool = False) -> dict:
+                   floor: tuple[torch.Tensor, torch.Tensor] | None = None, cold_bin: int | None = None) -> dict:
     """Fit `params` alone (the experts fixed) on the fit split's next-item loss: softmax over each user's
     candidates (`heldout_scores`), history masked as in evaluation. Learned on data no expert was trained on and no model was selected on, as
     in stacking. The likelihood is not the ranking at the top, and a small fit split has little to learn from,
@@ -169,7 +169,7 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor],
     `gate_fit_tolerance`); step 0 leaves `params` as they came. Both folds and the final fit start from those
     values. `floor` (stage 1's metric for each user of the two halves, with `gate_fit_floor = "sr"`) changes
     the bar: a step must rank, out of fold, confidently at least as well as stage 1 (`confident_step`);
-    `guard_tail` (`gate_fit_floor = "stage1"`) adds the cold-bin bar and the answer "no step".
+    `cold_bin` (`gate_fit_floor = "stage1"`: the last bin) adds the cold-bin bar and the answer "no step".
 
     The experts' scores of at most `gate_fit_users` fit users (a fixed draw) are computed once; each step only
     mixes them (`SeqRecommender.mix`), so a step costs an elementwise pass, not a forward pass. Full-batch Adam,
@@ -183,7 +183,7 @@ def fit_on_heldout(ctx, model: SeqRecommender, params: list[torch.Tensor],
         rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))[:cap]]
     halves = heldout_scores(ctx, model, rows[0::2]), heldout_scores(ctx, model, rows[1::2])
     return checked_fit(model, params, halves, dcfg.gate_fit_steps, metric, ks, dcfg.gate_fit_check,
-                       dcfg.gate_fit_tolerance, floor, ctx.data.n_bins if guard_tail else None)
+                       dcfg.gate_fit_tolerance, floor, cold_bin)
 
 
 FIT_STEPS = tuple(i / 10 for i in range(11))  # how far the check may move from the trained values to the re-fit
@@ -332,7 +332,8 @@ def fit_gate_on_heldout(ctx, model: SeqRecommender) -> dict:
     sr_users = calibrated.pop("per user")  # stage 1 as trained, each fit user of the two halves
     rule = ctx.cfg.stages.disentangle.gate_fit_floor
     floor = sr_users if rule in ("sr", "stage1") else None
-    fit = _summary(fit_on_heldout(ctx, model, [model.gate.logits], floor, guard_tail=rule == "stage1"))
+    cold_bin = ctx.data.n_bins if rule == "stage1" else None
+    fit = _summary(fit_on_heldout(ctx, model, [model.gate.logits], floor, cold_bin))
     if fit.get("fallback"):
         give_way_to_stage1(ctx, model)
     ctx.log(refit_line("disentangle: gate", fit))

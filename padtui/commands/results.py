@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.table import Table
 from core.config import STAGES
 from core.errors import InputError
-from core.runs import RunFolder, iter_runs, refit_line, seed_folders
+from core.runs import RunFolder, iter_runs, refit_line, refit_step, seed_folders
 from padtui import output
 from padtui.commands.common import find_run
 
@@ -86,7 +86,7 @@ def show_run(run: RunFolder, bins: bool = False, split: str = "test") -> None:
         if stage3.get("gate"):
             title = "final gate weights per bin"
             if stage3.get("gate_trained"):
-                step = refit.get("step", 1.0 if refit.get("kept", True) else 0.0)
+                step = refit_step(refit)
                 title = ("stage 3 gave way to stage 1: the whole gate on its ID expert" if refit.get("fallback")
                          else "gate re-fitted on the fit split" if step >= 1
                          else f"gate moved {step:.0%} of the way to its re-fit on the fit split" if step > 0
