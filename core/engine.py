@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from core.config import StageConfig
 from core.data import SeqData
 from core.errors import Interrupted, RunFailure, first_line
-from core.losses import catalogue_ce, info_nce, mk_mmd, rec_loss, sample_negatives
+from core.losses import fused_catalogue_ce, info_nce, mk_mmd, rec_loss, sample_negatives
 from core.metrics import grouped_metrics, target_ranks
 from core.models.scorer import SeqRecommender
 from core.atomic import atomic_write_file, atomic_write_json
@@ -196,30 +196,37 @@ class StageModule(nn.Module):
         self.rec_anchor = rec_anchor
 
     def forward(self, seq, targets, masked, negatives):
-        states = self.model.encode(seq, masked if masked.numel() else None)
+        masked = masked if masked.numel() else None
         pos = targets > 0
-        selected = tuple(s[pos] for s in states)
         negs = negatives[pos] if negatives.dim() == 2 else negatives
-        # ce scores the whole catalogue: each expert's item table is built once a step, for the mixed loss and
-        # the experts' own (an LLM-side table costs an adapter pass over every item)
+        # ce scores the whole catalogue: each expert's item table is built once a step (an LLM-side table costs
+        # an adapter pass over every item), and the loss is computed fused (core.losses.fused_catalogue_ce)
         tables = self.model.tables() if self.loss == "ce" else None
         own_too = self.expert_loss > 0 and self.model.gate is not None
-        if own_too and self.loss == "ce":
-            # each expert's [P, catalogue] scores are computed once and feed both its own loss and the mixture
-            parts = [self.model.score(selected, tables=tables, only=k) for k in range(len(self.model.names))]
-            mixed = self.model.mix(self.model.log_probs(parts), self.model.item_bin)
-            losses = {"rec": catalogue_ce(mixed, targets[pos])}
-            own = [catalogue_ce(p, targets[pos]) for p in parts]
+        fused = None
+        if self.loss == "ce" and self.model.calibration is None and self.rec_anchor:
+            states, scales = self.model.encode_factored(seq, masked)
+            selected = tuple(s[pos] for s in states)
+            gated = self.model.gate is not None and len(tables) > 1
+            weights = self.model.gate.for_items(self.model.item_bin) if gated else None
+            fused, rec, own = fused_catalogue_ce(selected, tables, targets[pos], weights,
+                                                 self.model.normalise and gated,
+                                                 self.expert_loss if own_too else 0.0, scales=scales)
+            losses = {"rec": rec} | ({"experts": self.expert_loss * own} if own_too else {})
         else:
+            selected = tuple(s[pos] for s in self.model.encode(seq, masked))
             losses = {"rec": rec_loss(self.model, selected, targets[pos], self.loss, negs, tables)}
             own = [rec_loss(_OneExpert(self.model, k), selected, targets[pos], self.loss, negs, tables)
                    for k in range(len(self.model.names))] if own_too else []
-        if own:
-            losses["experts"] = self.expert_loss * sum(own) / len(own)
+            if own:
+                losses["experts"] = self.expert_loss * sum(own) / len(own)
         if self.align is not None and self.align.weight > 0:
             losses["mmd" if self.align.objective == "mmd" else "infonce"] = self.align(self.model, seq)
         # without the anchor (ablation) L_rec is still logged, but only the alignment term trains
-        losses["total"] = sum(v for k, v in losses.items() if k != "rec" or self.rec_anchor)
+        if fused is not None:  # rec and experts are in it (they are only logged)
+            losses["total"] = fused + sum(v for k, v in losses.items() if k not in ("rec", "experts"))
+        else:
+            losses["total"] = sum(v for k, v in losses.items() if k != "rec" or self.rec_anchor)
         return losses
 
 

@@ -126,15 +126,16 @@ def test_sigint_in_a_foreground_run(signals, runs_dir, capsys, monkeypatch):
 
 
 def test_nan_loss_names_stage_epoch_component_and_keeps_the_checkpoint(runs_dir, capsys, monkeypatch):
-    real = engine.rec_loss
+    real = engine.fused_catalogue_ce  # the ce loss of every stage
     calls = [0]
 
-    def rec_loss(*args, **kwargs):
+    def fused_catalogue_ce(*args, **kwargs):
         calls[0] += 1
-        loss = real(*args, **kwargs)
-        return loss * float("nan") if calls[0] == 6 else loss  # epoch 2, step 2
+        total, rec, own = real(*args, **kwargs)
+        nan = float("nan") if calls[0] == 6 else 1.0  # epoch 2, step 2
+        return total * nan, rec * nan, own
 
-    monkeypatch.setattr(engine, "rec_loss", rec_loss)
+    monkeypatch.setattr(engine, "fused_catalogue_ce", fused_catalogue_ce)
     code, out, err = run_cli(capsys, *stage1(runs_dir))
     assert code == 1
     assert "stage 'pretrain', epoch 2, step 2: loss component 'rec' is nan" in err, err

@@ -193,9 +193,10 @@ def test_user_states_from_histories(tiny_cfg, kind):
         assert torch.equal(state, full[:, -1])
 
 
-def test_mixture_with_expert_loss_matches_the_per_expert_computation(tiny_cfg, tiny_data):
-    """Stage 3's ce with expert_loss scores each expert once for both terms; the losses and the gradients must
-    equal scoring the mixture and every expert separately (the straightforward computation)."""
+@pytest.mark.parametrize("normalise", [False, True])
+def test_mixture_with_expert_loss_matches_the_per_expert_computation(tiny_cfg, tiny_data, normalise):
+    """Stage 3's ce with expert_loss (fused, core.losses.fused_catalogue_ce) must give the losses and gradients of
+    scoring the mixture and every expert separately (the straightforward computation), for both mixes."""
     from core.engine import _OneExpert
     from core.losses import rec_loss
     from core.models.scorer import FrequencyGate
@@ -208,7 +209,7 @@ def test_mixture_with_expert_loss_matches_the_per_expert_computation(tiny_cfg, t
     gate = FrequencyGate(["id", "text"], cfg.stages.disentangle.n_bins)
     with torch.no_grad():
         gate.logits.add_(torch.randn_like(gate.logits))
-    model = SeqRecommender(experts, data.n_items, torch.from_numpy(data.item_bin), gate)
+    model = SeqRecommender(experts, data.n_items, torch.from_numpy(data.item_bin), gate, normalise=normalise)
     windows, users = training_windows(data, cfg.backbone.max_len, "last")
     batch = make_batch(torch.from_numpy(windows[:32]), torch.from_numpy(users[:32]), model, cfg.stages.disentangle,
                        data, [], np.random.default_rng(0), cfg.backbone.mask_prob)

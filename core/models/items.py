@@ -11,6 +11,23 @@ from torch import nn
 from torch.nn import functional as F
 
 
+KEEP_BYTES = 2**29  # a constant table up to this size is computed once, not every step
+
+
+def kept(owner: nn.Module, name: str, make) -> torch.Tensor:
+    """`make()` — a table that depends on frozen buffers only — kept on `owner` while its buffers stay where they
+    are (a move to another device makes it again); above KEEP_BYTES it is made on each call, to spare memory."""
+    key = tuple((b.device, b.data_ptr()) for b in owner.buffers())
+    cached = owner.__dict__.get(name)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with torch.no_grad():
+        table = make()
+    if table.numel() * table.element_size() <= KEEP_BYTES:
+        owner.__dict__[name] = (key, table)
+    return table
+
+
 class IDItems(nn.Module):
     """E_id: a plain item-id table (stage 1; the collaborative expert)."""
 
@@ -62,6 +79,10 @@ class LLMTable(nn.Module):
         out = (self.x[ids] - self.mean) / self.std
         return out.masked_fill((ids == 0).unsqueeze(-1), 0.0)
 
+    def whole(self) -> torch.Tensor:
+        """The standardised table [N+1, D]: what every whole-catalogue score starts from, every step."""
+        return kept(self, "_whole", lambda: self.forward(torch.arange(self.x.shape[0], device=self.x.device)))
+
 
 class AlignedItems(nn.Module):
     """Stage 2: ê_i = GELU(W·Dropout([E_al[i]; P1(x_i)])), E_al a copy of the stage-1 table."""
@@ -92,7 +113,8 @@ class AlignedItems(nn.Module):
         return F.gelu(self.fusion(self.dropout(joint)))
 
     def table(self) -> torch.Tensor:
-        return self.forward(torch.arange(self.llm.x.shape[0], device=self.llm.x.device))
+        joint = torch.cat([self.ids.table(), self.adapter(self.llm.whole())], dim=-1)
+        return F.gelu(self.fusion(self.dropout(joint)))
 
 
 class TextItems(nn.Module):
@@ -107,4 +129,4 @@ class TextItems(nn.Module):
         return self.adapter(self.llm(ids))
 
     def table(self) -> torch.Tensor:
-        return self.forward(torch.arange(self.llm.x.shape[0], device=self.llm.x.device))
+        return self.adapter(self.llm.whole())

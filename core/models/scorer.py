@@ -34,6 +34,14 @@ class Expert(nn.Module):
             return self.backbone(x, real)
         return self.backbone(x, real, masked)
 
+    def factored_states(self, seq: torch.Tensor, masked: torch.Tensor | None = None) -> tuple:
+        """(state, scale): for a backbone whose state is a parameter-free direction times a learned scale (the
+        kNN expert's `unit` and `scale`), the two apart, so a loss can differentiate the scale alone;
+        otherwise (states, None)."""
+        if not hasattr(self.backbone, "unit"):
+            return self.states(seq, masked), None
+        return self.backbone.unit(self.items(seq), seq > 0), self.backbone.scale()
+
 
 class FrequencyGate(nn.Module):
     """One learnable logit per expert per frequency bin (bin 0 = padding), DESIGN §3 initialisation."""
@@ -64,7 +72,9 @@ class FrequencyGate(nn.Module):
         w = self.weights()
         if not self.frequency_aware:
             return w[:, :1].reshape(-1, *([1] * item_bin.dim())).expand(-1, *item_bin.shape)
-        return w[:, item_bin]
+        # index_select (backward: index_add) rather than w[:, item_bin], whose backward sorts the indices:
+        # 2.7x faster on the held-out fit's [users, candidates] bins
+        return w.index_select(1, item_bin.reshape(-1)).view(w.shape[0], *item_bin.shape)
 
     def table(self) -> dict[str, dict[str, float]]:
         w = self.weights().detach().cpu()
@@ -126,6 +136,12 @@ class SeqRecommender(nn.Module):
     # ── states ──
     def encode(self, seq: torch.Tensor, masked: torch.Tensor | None = None) -> State:
         return tuple(e.states(seq, masked) for e in self.experts)
+
+    def encode_factored(self, seq: torch.Tensor, masked: torch.Tensor | None = None) -> tuple[State, list]:
+        """`encode`, with each expert's state split as (direction, scale) where it is (Expert.factored_states):
+        state k = states[k] · scales[k] (scales[k] None: 1)."""
+        pairs = [e.factored_states(seq, masked) for e in self.experts]
+        return tuple(s for s, _ in pairs), [c for _, c in pairs]
 
     def user_states(self, history: torch.Tensor) -> State:
         """User state after a left-padded history [B, L] (the next-item query)."""
@@ -198,5 +214,6 @@ class SeqRecommender(nn.Module):
             w = self.gate.for_items(bins).to(parts[0].dtype)  # [K, M] or [K, P, M]
             if w.dim() == 2:
                 w = w[:, None, :]
-            out = sum(w[k] * parts[k] for k in range(len(parts)))
+            ws = w.unbind(0)  # one backward for all experts (indexing w[k] zero-fills a [K, ...] gradient per k)
+            out = sum(ws[k] * parts[k] for k in range(len(parts)))
         return out if self.calibration is None else self.calibration(out, bins)

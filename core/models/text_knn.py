@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.models.items import LLMTable
+from core.models.items import LLMTable, kept
 
 
 class UnitLLMItems(nn.Module):
@@ -29,7 +29,7 @@ class UnitLLMItems(nn.Module):
         return F.normalize(self.llm(ids), dim=-1)
 
     def table(self) -> torch.Tensor:
-        return self.forward(torch.arange(self.llm.x.shape[0], device=self.llm.x.device))
+        return kept(self, "_unit", lambda: F.normalize(self.llm.whole(), dim=-1))
 
 
 class RecentMean(nn.Module):
@@ -43,10 +43,17 @@ class RecentMean(nn.Module):
         self.window = window
         self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
 
-    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def unit(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The state's direction: unit(sum of the last `window` item vectors), no parameter."""
         x = x * real.unsqueeze(-1).to(x.dtype)
         summed = x.cumsum(dim=1)
         shifted = torch.zeros_like(summed)
         if x.shape[1] > self.window:
             shifted[:, self.window:] = summed[:, : -self.window]
-        return F.normalize(summed - shifted, dim=-1) * self.log_scale.exp()
+        return F.normalize(summed - shifted, dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.unit(x, real) * self.scale()
