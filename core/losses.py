@@ -95,14 +95,14 @@ def info_nce(source: torch.Tensor, target: torch.Tensor, temperature: float = 0.
 # stage 3 a dozen elementwise passes over them per expert (each expert's log-softmax, the gate's weighting, the
 # mixture's log-softmax, and the backward of each). `fused_catalogue_ce` computes the same loss and, when
 # gradients are wanted, its gradients in one sweep over row chunks small enough to stay in the CPU's cache,
-# keeping only the gradients for backward. Same arithmetic as the autograd graph (tests/test_losses.py checks
+# keeping only the gradients for backward. Same arithmetic as the autograd graph (tests/test_fused_ce.py checks
 # one against the other), a fraction of the memory traffic, and no [P, N] tensor alive after the step.
 
 CHUNK_BYTES = 2**26  # a chunk's working set: (experts + 1) float32 buffers of [rows, N] (measured: bench/stage3_step.py)
 
 
-def chunk_rows(n_items: int, n_experts: int, budget: int | None = None) -> int:
-    return max(8, (budget or CHUNK_BYTES) // (4 * n_items * (n_experts + 1)))
+def chunk_rows(n_items: int, n_experts: int) -> int:
+    return max(8, CHUNK_BYTES // (4 * n_items * (n_experts + 1)))
 
 
 class _FusedCE(torch.autograd.Function):
