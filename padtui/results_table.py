@@ -111,7 +111,9 @@ def verdict(results: dict, split: str = "test") -> list[str]:
             continue
         parts = [f"overall {fmt_change(d_all) or '—'}", f"cold {fmt_change(d_cold) or '—'}"]
         losses = [g for g, d in (("overall", d_all), ("cold", d_cold)) if d is not None and d < -0.01]
-        if not losses:
+        if label == "PAD" and (fit := source.get("gate_fit", {})).get("fallback"):
+            lines.append(gave_way(fit))
+        elif not losses:
             lines.append(f"{label}: {', '.join(parts)} against the SR baseline — a gain or a tie on both.")
         else:
             lines.append(f"{label}: {', '.join(parts)} against the SR baseline — it loses on "
@@ -126,6 +128,22 @@ def verdict(results: dict, split: str = "test") -> list[str]:
         lines.append(f"The LLM's vectors alone (text kNN, no training) rank cold items better ({knn_cold:.4f}) "
                      f"than PAD ({pad_cold:.4f}): tail signal the experts did not keep (`padtui show RUN --bins`).")
     return lines
+
+
+def gave_way(fit: dict) -> str:
+    """Why the PAD row equals the SR baseline: no gate, the trained one included, passed the fit split's check."""
+    floor, cold = fit.get("NDCG@10 stage 1 (floor)"), fit.get("NDCG@10 cold, stage 1")
+    margins = [m for m in (fit.get("confident margin over stage 1 by step") or {}).values() if isinstance(m, float)]
+    why = []
+    if isinstance(floor, float) and margins and max(margins) <= 0:
+        why.append(f"none beat stage 1's {floor:.4f} on them with 95 % confidence (best margin {max(margins):+.4f})")
+    colds = [c for c in (fit.get("NDCG@10 cold by step, out of fold") or {}).values() if isinstance(c, float)]
+    if isinstance(cold, float) and colds and max(colds) < cold:
+        why.append(f"none kept their cold NDCG@10 at stage 1's {cold:.4f}")
+    return (f"PAD gave way to stage 1, so its row is the SR baseline's: stage 3 was checked on "
+            f"{fit.get('users', 'the')} fit users and " + (" and ".join(why) or "no gate passed") +
+            ". Stage 3's own experts are in `padtui show RUN --bins`; more users or epochs give the check more "
+            "to go on.")
 
 
 def _clock(seconds: float) -> str:

@@ -45,3 +45,19 @@ def test_the_cost_line_gives_each_stage_its_time_and_peak_memory():
     assert line == ("time — pretrain 12:34, RSS 0.7 GB · align 30:00 + embedding 14:03 (RSS 1.5 GB), RSS 1.9 GB"
                     " · disentangle 1:02:05 · total 1:58:42")
     assert cost_line({"stages": {}}, []) == ""
+
+
+def test_a_stage3_that_gave_way_says_why_instead_of_calling_a_tie_a_gain():
+    fit = {"users": 500, "fallback": True, "NDCG@10 stage 1 (floor)": 0.4928, "NDCG@10 cold, stage 1": 0.1052,
+           "confident margin over stage 1 by step": {"0": -0.0099, "0.5": -0.0078, "1": -0.0078},
+           "NDCG@10 cold by step, out of fold": {"0": 0.1255, "1": 0.1367}}
+    results = {"stages": {"pretrain": grouped(0.52, 0.136, 90),
+                          "disentangle": {**grouped(0.52, 0.136, 90), "gate_fit": fit}}}
+    lines = verdict(results)
+    assert lines[0].startswith("PAD gave way to stage 1")
+    assert "500 fit users" in lines[0] and "0.4928" in lines[0] and "-0.0078" in lines[0]
+    assert "none kept" not in lines[0]  # every step kept the cold fit users above stage 1: not a reason
+    assert not any("a gain or a tie" in line for line in lines)
+    fit_cold = {**fit, "NDCG@10 cold by step, out of fold": {"0": 0.09, "1": 0.10}}
+    results["stages"]["disentangle"]["gate_fit"] = fit_cold
+    assert "none kept their cold NDCG@10 at stage 1's 0.1052" in verdict(results)[0]
