@@ -14,5 +14,6 @@ class ResultsView(Static):
         if not results.get("stages"):
             self.update(Text(waiting, style="dim"))
             return
-        words = [Text(line, style="yellow" if " loses " in line or "gave way" in line else "dim") for line in verdict(results)]
+        words = [Text(line, style="yellow" if " loses " in line or "gave way" in line else "dim")
+                 for line in verdict(results)]
         self.update(Group(Text(protocol_line(results), style="dim"), results_table(results), *words))
