@@ -257,26 +257,32 @@ def refit_step(fit: dict) -> float:
     return fit.get("step", 1.0 if fit.get("kept", True) else 0.0)
 
 
+def fit_value(fit: dict, suffix: str) -> tuple[str, object] | tuple[None, None]:
+    """(metric name, value) of the first key of a re-fit record that ends with `suffix`: the record names its
+    numbers after the run's selection metric ("NDCG@10 stage 1 (floor)"), so readers match the rest."""
+    return next(((k.removesuffix(suffix), v) for k, v in fit.items() if k.endswith(suffix)), (None, None))
+
+
 def refit_line(what: str, fit: dict) -> str:
     """One line on a held-out re-fit as results.json keeps it (stage 3's `gate_fit`, `calibrated_sr.fit`): its
     2-fold check (the selection metric as trained, the whole re-fit and the step taken, out of fold), how far it
     moved, its loss."""
-    trained = next(((k.removesuffix(" as trained"), v) for k, v in fit.items() if k.endswith(" as trained")), None)
-    oof = next((v for k, v in fit.items() if k.endswith(" re-fit, out of fold")), None)
-    at_step = next((v for k, v in fit.items() if k.endswith(" at the step, out of fold")), None)
+    metric, trained = fit_value(fit, " as trained")
+    oof = fit_value(fit, " re-fit, out of fold")[1]
+    at_step = fit_value(fit, " at the step, out of fold")[1]
     users, step = fit.get("users", "?"), refit_step(fit)
     if trained is None or oof is None:
         check = f"{users} fit users (not checked)"
     else:
-        check = f"{trained[0]} {trained[1]:.4f} as trained vs {oof:.4f} re-fitted"
+        check = f"{metric} {trained:.4f} as trained vs {oof:.4f} re-fitted"
         if 0 < step < 1 and at_step is not None:
             check += f", {at_step:.4f} at step {step:g}"
         tolerance = fit.get("tolerance")
         allowed = f", {tolerance:.0%} allowed" if tolerance else ""
-        floor = next((v for k, v in fit.items() if k.endswith(" stage 1 (floor)")), None)
+        floor = fit_value(fit, " stage 1 (floor)")[1]
         if floor is not None:
             allowed += f", a step must beat stage 1's {floor:.4f} with 95 % confidence"
-        cold = next((v for k, v in fit.items() if k.endswith(" cold, stage 1")), None)
+        cold = fit_value(fit, " cold, stage 1")[1]
         if cold is not None:
             allowed += f" and keep its cold {cold:.4f} on {fit.get('cold fit users', '?')} cold fit users"
         check += f", out of fold (2-fold, {users} fit users{allowed})"

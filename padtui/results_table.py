@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from core.runs import peak_resources
+from core.runs import fit_value, peak_resources
 
 
 STAGE_ROWS = (("pretrain", "SR baseline"), ("align", "aligned"), ("disentangle", "PAD"))
@@ -131,15 +131,17 @@ def verdict(results: dict, split: str = "test") -> list[str]:
 
 
 def gave_way(fit: dict) -> str:
-    """Why the PAD row equals the SR baseline: no gate, the trained one included, passed the fit split's check."""
-    floor, cold = fit.get("NDCG@10 stage 1 (floor)"), fit.get("NDCG@10 cold, stage 1")
+    """Why the PAD row equals the SR baseline: no gate, the trained one included, passed the fit split's check
+    (`core.stages` writes the record; its numbers are named after the run's selection metric)."""
+    metric, floor = fit_value(fit, " stage 1 (floor)")
+    cold = fit_value(fit, " cold, stage 1")[1]
     margins = [m for m in (fit.get("confident margin over stage 1 by step") or {}).values() if isinstance(m, float)]
+    colds = [c for c in (fit_value(fit, " cold by step, out of fold")[1] or {}).values() if isinstance(c, float)]
     why = []
     if isinstance(floor, float) and margins and max(margins) <= 0:
         why.append(f"none beat stage 1's {floor:.4f} on them with 95 % confidence (best margin {max(margins):+.4f})")
-    colds = [c for c in (fit.get("NDCG@10 cold by step, out of fold") or {}).values() if isinstance(c, float)]
     if isinstance(cold, float) and colds and max(colds) < cold:
-        why.append(f"none kept their cold NDCG@10 at stage 1's {cold:.4f}")
+        why.append(f"none kept their cold {metric} at stage 1's {cold:.4f}")
     return (f"PAD gave way to stage 1, so its row is the SR baseline's: stage 3 was checked on "
             f"{fit.get('users', 'the')} fit users and " + (" and ".join(why) or "no gate passed") +
             ". Stage 3's own experts are in `padtui show RUN --bins`; more users or epochs give the check more "
