@@ -264,25 +264,45 @@ def eval_loader(ctx, split: str) -> DataLoader:
 @torch.no_grad()
 def evaluate(ctx, model: SeqRecommender, loader: DataLoader, only: int | None = None) -> tuple[dict, float]:
     """Full-ranking metrics of the (unwrapped) model on a prepared eval loader; `only=k`: expert k on its own."""
+    metrics, seconds = evaluate_views(ctx, model, loader, [only])
+    return metrics[0], seconds
+
+
+@torch.no_grad()
+def evaluate_views(ctx, model: SeqRecommender, loader: DataLoader, views: list[int | None]
+                   ) -> tuple[list[dict], float]:
+    """Full-ranking metrics of several views of one model in one pass over the loader: None = the model's final
+    score, k = expert k on its own. When the catalogue fits in one `eval.item_chunk`, each batch's experts score
+    the whole catalogue once (`SeqRecommender.whole_scores`) and every view ranks from those products; otherwise
+    each view scores the catalogue in slices."""
     t0 = time.perf_counter()
     model.eval()
-    acc = ctx.accelerator
-    all_ranks, all_bins = [], []
+    acc, chunk, n = ctx.accelerator, ctx.cfg.eval.item_chunk, model.n_items
+    whole = n + 1 <= chunk
+    ranks_by_view = [[] for _ in views]
+    all_bins = []
     with acc.autocast():
         tables = model.tables()
         for history, mask, target in loader:
             state = model.user_states(history)
-            norms = model.norms(state, tables) if only is None else None  # once per batch, not per slice
-            target_scores = model.score(state, target[:, None], tables=tables, only=only, norms=norms)[:, 0]
-            ranks = target_ranks(
-                lambda a, b: model.score(state, tables=tables, start=a, stop=b, only=only, norms=norms),
-                target_scores, target,
-                mask if ctx.cfg.eval.mask_history else None, model.n_items, ctx.cfg.eval.item_chunk,
-            )
-            ranks, bins = acc.gather_for_metrics((ranks, ctx.item_bin_dev[target]))
-            all_ranks.append(ranks.cpu())
-            all_bins.append(bins.cpu())
-    metrics = grouped_metrics(torch.cat(all_ranks), torch.cat(all_bins), ctx.data.n_bins, ctx.cfg.eval.ks)
+            history_mask = mask if ctx.cfg.eval.mask_history else None
+            if whole:
+                final, parts = model.whole_scores(state, tables, final=None in views)
+            for v, only in enumerate(views):
+                if whole:
+                    scores = final if only is None else parts[only]
+                    target_scores = scores.gather(1, target[:, None])[:, 0]
+                    score_fn = lambda a, b, scores=scores: scores[:, a:b]  # noqa: E731
+                else:
+                    norms = model.norms(state, tables) if only is None else None  # once per batch, not per slice
+                    target_scores = model.score(state, target[:, None], tables=tables, only=only, norms=norms)[:, 0]
+                    score_fn = lambda a, b, only=only, norms=norms: model.score(  # noqa: E731
+                        state, tables=tables, start=a, stop=b, only=only, norms=norms)
+                ranks = target_ranks(score_fn, target_scores, target, history_mask, n, chunk)
+                ranks_by_view[v].append(acc.gather_for_metrics(ranks).cpu())
+            all_bins.append(acc.gather_for_metrics(ctx.item_bin_dev[target]).cpu())
+    bins = torch.cat(all_bins)
+    metrics = [grouped_metrics(torch.cat(ranks), bins, ctx.data.n_bins, ctx.cfg.eval.ks) for ranks in ranks_by_view]
     return metrics, time.perf_counter() - t0
 
 
@@ -513,19 +533,26 @@ def train_stage(ctx, stage: Stage) -> dict:
         # the adjusted weights replace best.safetensors before the state says so: a crash in between re-runs
         # the adjustment from the adjusted weights, which a re-fit on the same data leaves where it is
         state["finished"] = stage.finish(ctx, model)
-        state["best_valid"] = evaluate(ctx, model, valid_loader)[0]
+        state.pop("best_valid", None)  # the adjusted weights are ranked below, with the experts, in one pass
         if acc.is_main_process:
             save_weights(model, folder / "best.safetensors")
         save_last(ctx, folder / "last", state)
     # the best epoch's validation metrics are those of these weights (evaluation is deterministic): reuse them
-    # rather than ranking the whole catalogue again (a checkpoint from an older version may lack them)
-    valid = state.get("best_valid") or evaluate(ctx, model, valid_loader)[0]
+    # rather than ranking the whole catalogue again (a checkpoint from an older version may lack them). A
+    # mixture's experts are also ranked each on its own, on both splits, in the same pass as the mixture: how
+    # much of the tail each one keeps (valid is what a choice may look at)
+    views = [None] + (list(range(len(model.names))) if len(model.names) > 1 else [])
     test_loader = eval_loader(ctx, "test")
-    test, test_seconds = evaluate(ctx, model, test_loader)
-    # a mixture's experts ranked each on its own, on both splits: how much of the tail each one keeps (valid is
-    # what a choice may look at)
-    experts = {split: {name: evaluate(ctx, model, loader, only=k)[0] for k, name in enumerate(model.names)}
-               for split, loader in (("valid", valid_loader), ("test", test_loader))} if len(model.names) > 1 else {}
+    experts = {}
+    if len(views) == 1 and state.get("best_valid"):
+        valid = state["best_valid"]
+    else:
+        ranked, _ = evaluate_views(ctx, model, valid_loader, views)
+        valid, experts["valid"] = ranked[0], dict(zip(model.names, ranked[1:]))
+    ranked, test_seconds = evaluate_views(ctx, model, test_loader, views)
+    test = ranked[0]
+    if len(views) > 1:
+        experts["test"] = dict(zip(model.names, ranked[1:]))
     result = {
         "valid": valid, "test": test, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         "seconds": time.perf_counter() - stage_t0, "train_seconds": state["train_seconds"],

@@ -470,3 +470,62 @@ def test_freeze_names_only_experts_in_the_mixture():
 
     with pytest.raises(InputError, match="stages.disentangle.freeze"):
         load_run_config("demo", ['stages.disentangle.experts=["id", "text"]', 'stages.disentangle.freeze=["aligned"]'])
+
+
+# ─────────────────── one-pass evaluation of a mixture and its experts ───────────────────
+
+
+class _Last(nn.Module):
+    """A causal backbone that reads each position's own item vector (enough to score a history)."""
+    causal = True
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _mixture(normalise: bool) -> SeqRecommender:
+    from core.models.items import IDItems
+    torch.manual_seed(0)
+    experts = {name: Expert(IDItems(N_ITEMS, 6), _Last()) for name in ("id", "text")}
+    bins = torch.tensor([0] + [1 + i % 2 for i in range(N_ITEMS)])
+    model = SeqRecommender(experts, N_ITEMS, bins, FrequencyGate(["id", "text"], 2), normalise=normalise)
+    with torch.no_grad():
+        model.gate.logits.normal_()
+    return model
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_scoring_the_catalogue_once_gives_the_mixture_and_every_expert_as_sliced_scoring_does(normalise):
+    model = _mixture(normalise)
+    state = model.user_states(torch.randint(0, N_ITEMS + 1, (5, 4)))
+    tables = model.tables()
+    final, parts = model.whole_scores(state, tables)
+    norms = model.norms(state, tables)
+    sliced = torch.cat([model.score(state, tables=tables, start=a, stop=min(a + 7, N_ITEMS + 1), norms=norms)
+                        for a in range(0, N_ITEMS + 1, 7)], dim=1)
+    torch.testing.assert_close(final, sliced)
+    for k in range(2):
+        torch.testing.assert_close(parts[k], model.score(state, tables=tables, only=k))
+    assert model.whole_scores(state, tables, final=False)[0] is None
+
+
+def test_one_pass_evaluation_ranks_as_one_view_at_a_time_in_slices():
+    from types import SimpleNamespace
+    from accelerate import Accelerator
+    from core.engine import evaluate, evaluate_views
+
+    model = _mixture(normalise=True)
+    g = torch.Generator().manual_seed(1)
+    history = torch.randint(0, N_ITEMS + 1, (40, 5), generator=g)
+    target = torch.randint(1, N_ITEMS + 1, (40,), generator=g)
+    loader = [(history[i:i + 16], history[i:i + 16], target[i:i + 16]) for i in range(0, 40, 16)]
+
+    def ctx(chunk: int):
+        ev = SimpleNamespace(item_chunk=chunk, mask_history=True, ks=[5, 10])
+        return SimpleNamespace(accelerator=Accelerator(cpu=True), cfg=SimpleNamespace(eval=ev),
+                               item_bin_dev=model.item_bin, data=SimpleNamespace(n_bins=2))
+
+    together, _ = evaluate_views(ctx(65536), model, loader, [None, 0, 1])  # the whole catalogue at once
+    apart = [evaluate(ctx(7), model, loader, only=only)[0] for only in (None, 0, 1)]  # slices, one view a time
+    assert together == apart
+    assert together[1] != together[2]  # the experts are ranked apart, not copies of the mixture

@@ -193,6 +193,18 @@ class SeqRecommender(nn.Module):
             bins = self.item_bin[items]
         return self.mix(parts, bins)
 
+    def whole_scores(self, state: State, tables: list[torch.Tensor], final: bool = True
+                     ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """The whole catalogue scored once [P, n_items + 1]: the final score (what `score(state, tables=tables)`
+        returns; None without `final`) and each expert's own raw score (what `only=k` returns), from the same
+        matrix products, so an evaluation of the mixture and of every expert costs one product per expert."""
+        parts = [h @ t.T for h, t in zip(state, tables)]
+        if not final:
+            return None, parts
+        if self.gate is None and self.calibration is None:
+            return parts[0], parts
+        return self.mix(self.log_probs(parts), self.item_bin[: self.n_items + 1]), parts
+
     def norms(self, state: State, tables: list[torch.Tensor] | None = None) -> list[torch.Tensor] | None:
         """Per expert, logsumexp over the catalogue (padding excluded) of each user's scores [P]; None when the
         model does not normalise."""
