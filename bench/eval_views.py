@@ -55,6 +55,7 @@ def main() -> None:
         load_weights(model, best)
         views = [None, *range(len(model.names))]
         loader = eval_loader(ctx, args.split)
+        chunk = cfg.eval.item_chunk
 
         def one_pass():
             return evaluate_views(ctx, model, loader, views)
@@ -67,7 +68,6 @@ def main() -> None:
             finally:
                 cfg.eval.item_chunk = chunk
 
-        chunk = cfg.eval.item_chunk
         rows = {}
         for name, fn in (("one view at a time, sliced (before)", sliced), ("all views, one pass", one_pass)):
             results = [fn() for _ in range(args.repeats)]

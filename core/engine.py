@@ -541,18 +541,15 @@ def train_stage(ctx, stage: Stage) -> dict:
     # rather than ranking the whole catalogue again (a checkpoint from an older version may lack them). A
     # mixture's experts are also ranked each on its own, on both splits, in the same pass as the mixture: how
     # much of the tail each one keeps (valid is what a choice may look at)
-    views = [None] + (list(range(len(model.names))) if len(model.names) > 1 else [])
+    names = model.names if len(model.names) > 1 else []  # a mixture's experts, each also ranked on its own
+    views = [None, *range(len(names))]
     test_loader = eval_loader(ctx, "test")
-    experts = {}
-    if len(views) == 1 and state.get("best_valid"):
-        valid = state["best_valid"]
+    if names or not state.get("best_valid"):
+        (valid, *experts_valid), _ = evaluate_views(ctx, model, valid_loader, views)
     else:
-        ranked, _ = evaluate_views(ctx, model, valid_loader, views)
-        valid, experts["valid"] = ranked[0], dict(zip(model.names, ranked[1:]))
-    ranked, test_seconds = evaluate_views(ctx, model, test_loader, views)
-    test = ranked[0]
-    if len(views) > 1:
-        experts["test"] = dict(zip(model.names, ranked[1:]))
+        valid, experts_valid = state["best_valid"], []
+    (test, *experts_test), test_seconds = evaluate_views(ctx, model, test_loader, views)
+    experts = {"valid": dict(zip(names, experts_valid)), "test": dict(zip(names, experts_test))} if names else {}
     result = {
         "valid": valid, "test": test, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         "seconds": time.perf_counter() - stage_t0, "train_seconds": state["train_seconds"],
