@@ -433,8 +433,9 @@ def test_a_dataset_keeps_its_fingerprint_across_versions():
     from core.data.prepare import data_fingerprint
 
     assert data_fingerprint(load_run_config("ml100k-sasrec-smollm2").dataset) == "125be10a888379e9"
-    assert data_fingerprint(load_run_config("demo", ["dataset.synthetic.series=0"]).dataset) == "03034c9894bd8211"
-    changed = load_run_config("demo", ["dataset.synthetic.series=0", "dataset.filter.drop_bad_rows=true"]).dataset
+    old_demo = ["dataset.synthetic.series=0", "dataset.synthetic.n_items=600"]  # the synthetic preset before 3,000
+    assert data_fingerprint(load_run_config("demo", old_demo).dataset) == "03034c9894bd8211"
+    changed = load_run_config("demo", old_demo + ["dataset.filter.drop_bad_rows=true"]).dataset
     assert data_fingerprint(changed) != "03034c9894bd8211"
 
 

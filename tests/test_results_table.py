@@ -29,6 +29,20 @@ def test_a_gain_says_so_and_a_tiny_cold_group_is_flagged():
     assert not any("text kNN" in line for line in lines)  # the kNN is below PAD on the tail: nothing to say
 
 
+def test_a_calibrated_baseline_that_beats_pad_on_the_tail_is_said():
+    calibrated = {**grouped(0.107, 0.086), "fit": {"kept": True}}
+    results = {"stages": {"pretrain": grouped(0.10, 0.014),
+                          "disentangle": {**grouped(0.102, 0.039), "calibrated_sr": calibrated}}}
+    lines = verdict(results)
+    assert lines[0].startswith("PAD: overall +2.0%, cold +178.6%")
+    assert any(line.startswith("A per-bin scale and offset of stage 1's own scores") and "0.0860" in line
+               and "0.0390" in line for line in lines)
+    calibrated["fit"]["kept"] = False  # not kept: the row is stage 1 itself, nothing to say
+    assert not any("per-bin scale" in line for line in verdict(results))
+    calibrated["fit"]["kept"], calibrated["test"]["cold"]["NDCG@10"] = True, 0.030  # below PAD: nothing to say
+    assert not any("per-bin scale" in line for line in verdict(results))
+
+
 def test_no_baseline_no_words():
     assert verdict({"stages": {}}) == []
 
